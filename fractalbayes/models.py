@@ -1,0 +1,101 @@
+"""NumPyro models that ship with fractalbayes.
+
+Every model takes the inputs ``x`` (one row per example) and the observations ``y`` (``None`` to
+sample from the prior predictive), keeps its observations in a plate named ``"data"`` whose size
+comes from ``x``, and takes its hyperparameters as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+
+def _normal(name: str, shape: tuple[int, ...], scale: float):
+    return numpyro.sample(name, dist.Normal(0.0, scale).expand(shape).to_event(len(shape)))
+
+
+def linear_regression(x, y=None, *, prior_scale: float = 1.0, noise_scale: float = 1.0, bias: bool = False):
+    """y_i ~ N(x_i w (+ b), noise_scale^2), w_j ~ N(0, prior_scale^2): conjugate when noise is known."""
+    w = _normal("w", (x.shape[1],), prior_scale)
+    mean = x @ w
+    if bias:
+        mean = mean + _normal("b", (), prior_scale)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(mean, noise_scale), obs=y)
+
+
+def logistic_regression(x, y=None, *, prior_scale: float = 1.0):
+    """y_i ~ Bernoulli(sigmoid(x_i w + b)), w_j, b ~ N(0, prior_scale^2)."""
+    w = _normal("w", (x.shape[1],), prior_scale)
+    b = _normal("b", (), prior_scale)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Bernoulli(logits=x @ w + b), obs=y)
+
+
+def mlp_classifier(
+    x, y=None, *, widths: Sequence[int] = (16,), num_classes: int = 2, prior_scale: float = 1.0
+):
+    """Fully connected ReLU network with a softmax output: y_i ~ Categorical(softmax(f(x_i; w))).
+
+    Layer l has weights ``w{l}`` (fan_in x fan_out) and biases ``b{l}``, all N(0, prior_scale^2).
+    """
+    h = x
+    sizes = [x.shape[1], *widths, num_classes]
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = _normal(f"w{layer}", (fan_in, fan_out), prior_scale)
+        b = _normal(f"b{layer}", (fan_out,), prior_scale)
+        h = h @ w + b
+        if layer < len(sizes) - 2:
+            h = jnp.maximum(h, 0.0)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Categorical(logits=h), obs=y)
+
+
+def deep_linear_network(
+    x,
+    y=None,
+    *,
+    hidden: Sequence[int] = (4,),
+    out_dim: int | None = None,
+    prior_scale: float = 1.0,
+    noise_scale: float = 1.0,
+):
+    """y_i ~ N(W_L ... W_1 x_i, noise_scale^2 I), every W_l entry N(0, prior_scale^2).
+
+    One hidden layer is reduced-rank regression (Aoyagi & Watanabe 2005); more layers are the deep
+    linear networks of Aoyagi (2024). ``out_dim`` defaults to ``y.shape[1]``.
+    """
+    if out_dim is None:
+        out_dim = y.shape[1]
+    h = x
+    sizes = [x.shape[1], *hidden, out_dim]
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        h = h @ _normal(f"w{layer}", (fan_in, fan_out), prior_scale)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(h, noise_scale).to_event(1), obs=y)
+
+
+def normal_crossing(
+    x, y=None, *, k: Sequence[int] = (1, 2), prior_scale: float = 1.0, noise_scale: float = 1.0
+):
+    """y_i ~ N(x_i prod_j w_j^{k_j}, noise_scale^2): population loss K(w) ∝ prod_j w_j^{2 k_j}.
+
+    At the true parameter w = 0 its learning coefficient is min_j 1/(2 k_j) (Watanabe 2009).
+    """
+    w = _normal("w", (len(k),), prior_scale)
+    coefficient = jnp.prod(w ** jnp.asarray(k))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x.reshape(-1) * coefficient, noise_scale), obs=y)
+
+
+MODELS = {
+    "linear_regression": linear_regression,
+    "logistic_regression": logistic_regression,
+    "mlp_classifier": mlp_classifier,
+    "deep_linear_network": deep_linear_network,
+    "normal_crossing": normal_crossing,
+}

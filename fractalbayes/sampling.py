@@ -1,0 +1,318 @@
+"""One driver for every sampler: vmapped chains, steps inside `lax.scan`, chunked for progress.
+
+Each step, every chain splits its own key into a minibatch key (indices by `randint`, gathered on
+device) and a kernel key. A chain whose position or loss turns non-finite keeps its last finite
+state and is flagged; the others carry on. Positions are recorded on a geometric grid of steps
+(memory O(K d), not O(steps d)) for the diffusion analysis, plus every step of an optional window.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import math
+import time
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import ModelError, SamplerError
+from .run import Run
+from .samplers import SAMPLERS, Kernel
+from .target import Target
+
+PACKAGES = ("fractalbayes", "jax", "jaxlib", "numpyro", "blackjax", "optax", "arviz-base", "arviz-stats")
+_COMPILED: dict[tuple, Any] = {}
+
+
+class Carry(NamedTuple):
+    states: Any
+    keys: jax.Array
+    step: jax.Array
+    record: jax.Array
+    """Recorded positions (K, chain, param)."""
+    record_next: jax.Array
+    diverged_at: jax.Array
+
+
+def geometric_steps(total_steps: int, num: int) -> np.ndarray:
+    """About `num` distinct integer steps from 0 to `total_steps`, geometrically spaced after 0."""
+    if total_steps == 0:
+        return np.zeros(1, np.int64)
+    grid = np.unique(np.round(np.geomspace(1, total_steps, max(num - 1, 1))).astype(np.int64))
+    return np.concatenate([[0], grid])
+
+
+def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, new, old)
+
+
+def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_steps: jax.Array):
+    split = jax.vmap(lambda k: jax.random.split(k, 3))(carry.keys)
+    keys, batch_keys, step_keys = split[:, 0], split[:, 1], split[:, 2]
+    if kernel.full_batch or target.batch_size == target.n_data:
+        batch, batch_axis = target.data, None
+    else:
+        batch, batch_axis = jax.vmap(target.sample_batch)(batch_keys), 0
+    new, info = jax.vmap(kernel.step, in_axes=(0, 0, batch_axis, None, None))(
+        step_keys, carry.states, batch, carry.step, hyper
+    )
+    position = jax.vmap(kernel.position)(new)
+    finite = jnp.all(jnp.isfinite(position), axis=-1) & jnp.isfinite(info["loss"])
+    alive = carry.diverged_at < 0
+    states = _where_chain(finite & alive, new, carry.states)
+    diverged_at = jnp.where(alive & ~finite, carry.step, carry.diverged_at)
+    step = carry.step + 1
+
+    def write(args):
+        record, index = args
+        return record.at[index].set(jax.vmap(kernel.position)(states)), index + 1
+
+    due = (carry.record_next < record_steps.shape[0]) & (
+        record_steps[jnp.minimum(carry.record_next, record_steps.shape[0] - 1)] == step
+    )
+    record, record_next = jax.lax.cond(due, write, lambda a: a, (carry.record, carry.record_next))
+    info = info | {"diverging": info.get("diverging", False) | (diverged_at >= 0)}
+    return Carry(states, keys, step, record, record_next, diverged_at), info
+
+
+@functools.cache
+def _burn_fn(kernel: Kernel, target: Target):
+    def burn(carry, hyper, record_steps, num_steps):
+        body = lambda _, c: _one_step(kernel, target, c, hyper, record_steps)[0]  # noqa: E731
+        return jax.lax.fori_loop(0, num_steps, body, carry)
+
+    return jax.jit(burn, donate_argnums=0)
+
+
+@functools.cache
+def _draw_fn(kernel: Kernel, target: Target, thin: int, num_draws: int):
+    def draws(carry, hyper, record_steps):
+        def one_draw(carry, _):
+            carry, infos = jax.lax.scan(
+                lambda c, _: _one_step(kernel, target, c, hyper, record_steps), carry, None, length=thin
+            )
+            info = jax.tree.map(lambda x: x[-1], infos)
+            return carry, (jax.vmap(kernel.position)(carry.states), info)
+
+        return jax.lax.scan(one_draw, carry, None, length=num_draws)
+
+    return jax.jit(draws, donate_argnums=0)
+
+
+def _compiled(fn, *args) -> tuple[Any, float]:
+    """AOT-compile `fn` for these argument shapes once per process; (executable, seconds spent)."""
+    leaves, tree = jax.tree.flatten(args)
+    key = (fn, tree, tuple((np.shape(x), str(jnp.result_type(x))) for x in leaves))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    start = time.perf_counter()
+    _COMPILED[key] = fn.lower(*args).compile()
+    return _COMPILED[key], time.perf_counter() - start
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ModelError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _initial_positions(target: Target, init: Any, num_chains: int, key: jax.Array) -> jax.Array:
+    if init is None or init == "prior":
+        return jax.vmap(target.init_position)(jax.random.split(key, num_chains))
+    if init == "uniform":
+        return jax.random.uniform(key, (num_chains, target.dim), minval=-2.0, maxval=2.0)
+    flat = target.unconstrain(init) if isinstance(init, dict) else jnp.asarray(init, jnp.float32)
+    if flat.shape == (target.dim,):
+        return jnp.broadcast_to(flat, (num_chains, target.dim))
+    if flat.shape == (num_chains, target.dim):
+        return flat
+    raise ModelError(
+        f"init must be None/'prior', 'uniform', a dict of sites {list(target.latent_sites)}, or an "
+        f"array of shape ({target.dim},) or ({num_chains}, {target.dim}); got shape {tuple(flat.shape)}"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return np.asarray(value).tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _constrain_draws(target: Target, positions: np.ndarray) -> dict[str, np.ndarray]:
+    flat = positions.reshape(-1, positions.shape[-1])
+    sites = jax.jit(jax.vmap(target.constrain))(flat)
+    return {k: np.asarray(v).reshape(positions.shape[:2] + v.shape[1:]) for k, v in sites.items()}
+
+
+def sample(
+    target: Target,
+    sampler: str = "sgld",
+    *,
+    num_chains: int = 4,
+    num_samples: int = 1000,
+    burn_in: int = 1000,
+    thin: int = 1,
+    seed: int = 0,
+    init: Any = None,
+    num_checkpoints: int = 100,
+    record_window: tuple[int, int] | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> Run:
+    """Run `sampler` on `target` with vmapped chains and return a :class:`Run`.
+
+    ``burn_in`` steps are taken first (for NUTS: window adaptation), then ``num_samples * thin``
+    steps of which every ``thin``-th is kept. ``init`` is None/'prior' (prior draws), 'uniform'
+    (U(-2, 2) in unconstrained space, NumPyro's default), a dict of sites or a flat array.
+    ``record_window=(start, length)`` also records every step in [start, start + length).
+    ``options`` go to the sampler (see ``fractalbayes.samplers``); unknown ones are an error.
+    """
+    if sampler not in SAMPLERS:
+        raise ModelError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    num_chains = _count("num_chains", num_chains, 1)
+    num_samples = _count("num_samples", num_samples, 1)
+    burn_in = _count("burn_in", burn_in, 0)
+    thin = _count("thin", thin, 1)
+    seed = _count("seed", seed, 0)
+    num_checkpoints = _count("num_checkpoints", num_checkpoints, 2)
+    kernel, hyper, resolved = SAMPLERS[sampler](target, dict(options))
+    if kernel.warmup is not None and burn_in == 0:
+        raise ModelError(f"{sampler} adapts its step size during burn-in: use burn_in >= 1 (e.g. 500)")
+
+    main_steps = num_samples * thin
+    loop_burn = 0 if kernel.warmup is not None else burn_in
+    total_steps = loop_burn + main_steps
+    record_steps = geometric_steps(total_steps, num_checkpoints)
+    if record_window is not None:
+        start, length = (_count("record_window start", record_window[0], 0), _count("record_window length", record_window[1], 1))
+        if start + length > total_steps + 1:
+            raise ModelError(f"record_window {record_window} ends after the last step {total_steps}")
+        record_steps = np.union1d(record_steps, np.arange(start, start + length))
+    hyper = jax.tree.map(jnp.asarray, hyper | {"total_steps": total_steps})
+    timings: dict[str, float] = {"compile_s": 0.0}
+    start_time = time.perf_counter()
+
+    init_key, warm_key, chain_key = jax.random.split(jax.random.key(seed), 3)
+    positions0 = _initial_positions(target, init, num_chains, init_key)
+    chain_keys = jax.random.split(chain_key, num_chains)
+    states = jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper)
+    if kernel.warmup is not None:
+        warm = jax.jit(jax.vmap(kernel.warmup, in_axes=(0, 0, None, None)), static_argnums=2)
+        tic = time.perf_counter()
+        states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
+        jax.block_until_ready(states)
+        timings["warmup_s"] = time.perf_counter() - tic
+        positions0 = jax.vmap(kernel.position)(states)
+
+    states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
+    record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
+    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
+    steps_dev = jnp.asarray(record_steps, jnp.int32)
+    show = progress if progress is not None else total_steps * num_chains >= 200_000
+    bar = tqdm(total=total_steps, disable=not show, desc=f"{sampler} ({num_chains} chains)", unit="step")
+
+    chunk_steps = max(1, math.ceil(total_steps / 20))
+    tic = time.perf_counter()
+    if loop_burn:
+        fn = _burn_fn(kernel, target)
+        done = 0
+        while done < loop_burn:
+            n = jnp.int32(min(chunk_steps, loop_burn - done))
+            compiled, seconds = _compiled(fn, carry, hyper, steps_dev, n)
+            timings["compile_s"] += seconds
+            carry = compiled(carry, hyper, steps_dev, n)
+            done += int(n)
+            bar.update(int(n))
+
+    draws_per_chunk = max(1, min(num_samples, chunk_steps // thin))
+    draw_chunks, info_chunks = [], []
+    done = 0
+    while done < num_samples:
+        n = min(draws_per_chunk, num_samples - done)
+        compiled, seconds = _compiled(_draw_fn(kernel, target, thin, n), carry, hyper, steps_dev)
+        timings["compile_s"] += seconds
+        carry, (positions, info) = compiled(carry, hyper, steps_dev)
+        draw_chunks.append(np.asarray(positions))
+        info_chunks.append(jax.tree.map(np.asarray, info))
+        done += n
+        bar.update(n * thin)
+    bar.close()
+    jax.block_until_ready(carry)
+    timings["sampling_s"] = time.perf_counter() - tic - timings["compile_s"]
+
+    positions = np.concatenate(draw_chunks).swapaxes(0, 1)
+    stats = {k: np.concatenate([c[k] for c in info_chunks]).swapaxes(0, 1) for k in info_chunks[0]}
+    run = Run(
+        sampler=sampler,
+        positions=positions,
+        sites=_constrain_draws(target, positions),
+        stats=stats,
+        checkpoints=np.asarray(carry.record).swapaxes(0, 1),
+        checkpoint_steps=record_steps,
+        diverged_at=np.asarray(carry.diverged_at, np.int64),
+        observed=target.observed_data(),
+        config=_jsonable(
+            {
+                "sampler": sampler,
+                "options": resolved,
+                "num_chains": num_chains,
+                "num_samples": num_samples,
+                "burn_in": burn_in,
+                "thin": thin,
+                "seed": seed,
+                "init": init if init is None or isinstance(init, str) else "given",
+                "record_window": record_window,
+                "batch_size": target.batch_size,
+                "target": {"name": target.name, "n_data": target.n_data, "dim": target.dim,
+                           "fingerprint": target.fingerprint},
+            }
+        ),
+        versions=package_versions(),
+    )
+    run.timings = timings | {"total_s": time.perf_counter() - start_time}
+    _report_divergence(run)
+    return run
+
+
+def _report_divergence(run: Run) -> None:
+    diverged = run.diverged_at[run.diverged_at >= 0]
+    if len(diverged) == run.num_chains:
+        error = SamplerError(
+            f"all {run.num_chains} chains diverged (non-finite position or loss; first at step "
+            f"{diverged.min()}, last at step {diverged.max()}); try a smaller step size or learning "
+            f"rate. The partial run is attached as .run"
+        )
+        error.run = run
+        raise error
+    if len(diverged):
+        warnings.warn(
+            f"{len(diverged)} of {run.num_chains} chains diverged (at steps {sorted(diverged.tolist())}) "
+            f"and stopped updating; their draws after that repeat the last finite position",
+            stacklevel=3,
+        )

@@ -1,0 +1,426 @@
+"""The paper's tempering test on basin masses (SCIENCE.md §3 eqs. 3-5, §4 "Moons posterior test").
+
+Basins k = 1..K carry posterior masses p_b (e.g. SGLD draws per cluster), SGD masses p_sgd (SGD
+solutions per cluster) and local learning coefficients lambda_k. Coarse-grained at scale xi, SGD
+in basin k diffuses with
+
+    D_k(xi) = xi^{2 - d_walk,k},   d_walk,k = 2 lambda_k / d_s   (fractal_dim="lambda", the paper's)
+                                   d_walk,k = 4 lambda_k / d_s   (fractal_dim="2lambda")
+
+(eqs. 3-4) and its local steady state is the posterior raised to 1 / (m D_k) (eq. 5). On basin
+masses this gives the prediction (the paper's Lemma 3.3, with an overall scale s in place of m)
+
+    q_k = p_b,k^{1/e_k} / sum_j p_b,j^{1/e_j},   e_k = s D_k(xi),
+
+and the tempered SGD masses p_t,k ∝ p_sgd,k^{e_k}, which undo it basin by basin (p_t = p_b exactly
+when the prediction holds). Following the paper, (xi, s) are fitted by minimising KL(p_sgd || q).
+Controls: the untempered comparison (e_k = 1, q = p_b) and a global model with one exponent c for
+every basin (q ∝ p_b^{1/c}), which tests whether the basin-dependence through lambda_k matters.
+"""
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.optimize
+import scipy.special
+from numpy.typing import ArrayLike
+
+from fractalbayes.metrics import as_masses, mass_divergences
+
+__all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks"]
+
+XiRange = Literal["paper", "free"]
+FractalDim = Literal["lambda", "2lambda"]
+
+_WALK_FACTOR = {"lambda": 2.0, "2lambda": 4.0}  # d_walk = factor * lambda / d_s
+_XI_RANGES = ("paper", "free")
+# Search box: every fitted log-exponent stays within +-_LOG_BOX of 0 (c, s) or of log s (xi).
+# Beyond it the predicted masses are numerically saturated (q_k -> 0 or uniform) and the
+# objective is flat, so the box loses nothing while keeping every evaluation finite.
+_LOG_BOX = 40.0
+_XI_STARTS = {"paper": (1.0, 0.5, 0.1, 0.01), "free": (0.01, 0.1, 0.5, 1.0, 2.0, 10.0, 100.0)}
+_EXPONENT_STARTS = (0.1, 1.0, 10.0)
+_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000}
+
+
+@dataclass(frozen=True)
+class TemperingFit:
+    """Result of :func:`fit_tempering`. Masses are over the same K basins, in input order.
+
+    Fitted model:
+        xi, scale: fitted coarse-graining scale and overall scale s (s is m or the given value
+            when not fitted); exponents: e_k = s D_k(xi); q: predicted SGD masses
+            ∝ p_b^{1/e}; p_tempered: tempered SGD masses ∝ p_sgd^{e}.
+    Fit objective, KL(p_sgd || model) in nats (what is minimised):
+        objective (tempering model), objective_untempered (e_k = 1, i.e. KL(p_sgd || p_b)),
+        objective_global (one exponent c_global for every basin).
+    Comparison with the posterior masses (what the paper reports; see :func:`mass_divergences`
+    for the JS base (nats) and the Wasserstein support (basin indices)):
+        kl_/js_/wasserstein_tempered: p_b vs p_tempered; ..._untempered: p_b vs p_sgd;
+        ..._global: p_b vs p_sgd^{c_global} normalised. KL is KL(p_b || .).
+    Choices, recorded for run metadata: xi_range, scale_mode ("fit", "m" or "fixed"),
+    fractal_dim, d_s, m.
+    """
+
+    xi: float
+    scale: float
+    exponents: np.ndarray
+    q: np.ndarray
+    p_tempered: np.ndarray
+    objective: float
+    objective_untempered: float
+    kl_tempered: float
+    kl_untempered: float
+    js_tempered: float
+    js_untempered: float
+    wasserstein_tempered: float
+    wasserstein_untempered: float
+    c_global: float
+    objective_global: float
+    kl_global: float
+    js_global: float
+    wasserstein_global: float
+    xi_range: str
+    scale_mode: str
+    fractal_dim: str
+    d_s: float
+    m: float
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_fractal_dim(fractal_dim: str) -> None:
+    if fractal_dim not in _WALK_FACTOR:
+        raise ValueError(
+            f"fractal_dim is {fractal_dim!r}; use 'lambda' (the paper's d_f = lambda) or "
+            "'2lambda' (d_f = 2 lambda)."
+        )
+
+
+def _check_positive(name: str, value: float) -> float:
+    try:
+        number = float(value) if not isinstance(value, (bool, str)) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} is {value!r}; pass a finite number > 0.")
+    return number
+
+
+def _check_lambdas(lambdas: ArrayLike) -> np.ndarray:
+    lambdas = np.asarray(lambdas, dtype=float)
+    if lambdas.ndim != 1:
+        raise ValueError(f"lambdas has shape {lambdas.shape}; pass one LLC per basin (1-D).")
+    if not np.all(np.isfinite(lambdas)) or np.any(lambdas < 0):
+        raise ValueError(
+            f"lambdas {lambdas} has negative or non-finite entries; learning coefficients are "
+            "finite and >= 0 (check the LLC estimates, e.g. clip small negative ones to 0)."
+        )
+    return lambdas
+
+
+def _scale_mode(scale: str | float, m: float) -> tuple[str, float | None]:
+    """("fit", None), ("m", log m) or ("fixed", log s)."""
+    if isinstance(scale, str):
+        if scale == "fit":
+            return "fit", None
+        if scale == "m":
+            return "m", math.log(m)
+        raise ValueError(f"scale is {scale!r}; use 'fit', 'm' or a number > 0.")
+    return "fixed", math.log(_check_positive("scale", scale))
+
+
+def _validate(p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim):
+    """All checks of :func:`fit_tempering`, before any work."""
+    p_sgd, p_b = as_masses(p_sgd, "p_sgd"), as_masses(p_b, "p_b")
+    lambdas = _check_lambdas(lambdas)
+    if not p_sgd.size == p_b.size == lambdas.size:
+        raise ValueError(
+            f"p_sgd, p_b and lambdas have lengths {p_sgd.size}, {p_b.size}, {lambdas.size}; "
+            "give one entry per basin, in the same basin order."
+        )
+    if p_b.size < 2:
+        raise ValueError(f"only {p_b.size} basin; the tempering test needs at least two basins.")
+    if np.any(p_b == 0):
+        raise ValueError(
+            f"p_b is 0 for basins {np.flatnonzero(p_b == 0)}: the prediction p_b^(1/e) gives them "
+            "no SGD mass, so KL(p_sgd || q) is infinite; drop or merge those basins or add "
+            "pseudo-counts before normalising."
+        )
+    d_s = _check_positive("d_s", d_s)
+    m = _check_positive("m", m)
+    if xi_range not in _XI_RANGES:
+        raise ValueError(f"xi_range is {xi_range!r}; use 'paper' (0 < xi <= 1) or 'free' (xi > 0).")
+    _check_fractal_dim(fractal_dim)
+    mode, log_scale = _scale_mode(scale, m)
+    return p_sgd, p_b, lambdas, d_s, m, mode, log_scale
+
+
+# --------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------
+
+
+def _log_xi_slopes(lambdas: np.ndarray, d_s: float, fractal_dim: str) -> np.ndarray:
+    """a_k = 2 - d_walk,k, so that log D_k = a_k log xi."""
+    return 2.0 - _WALK_FACTOR[fractal_dim] * lambdas / d_s
+
+
+def basin_diffusion_coefficient(
+    lambdas: ArrayLike, xi: float, d_s: float, fractal_dim: FractalDim = "lambda"
+) -> np.ndarray:
+    """Scale-dependent diffusion coefficient of each basin, D_k = xi^{2 - d_walk,k}.
+
+    SCIENCE.md §3 eq. 4 with eq. 3's d_walk,k = 2 lambda_k / d_s (fractal_dim="lambda", the
+    paper's convention d_f = lambda) or 4 lambda_k / d_s (fractal_dim="2lambda", d_f = 2 lambda).
+    """
+    _check_fractal_dim(fractal_dim)
+    xi, d_s = _check_positive("xi", xi), _check_positive("d_s", d_s)
+    return xi ** _log_xi_slopes(_check_lambdas(lambdas), d_s, fractal_dim)
+
+
+def _normalised_log(log_w: np.ndarray) -> np.ndarray:
+    return log_w - scipy.special.logsumexp(log_w)
+
+
+def _kl_and_grad(
+    theta: np.ndarray, p_sgd: np.ndarray, log_pb: np.ndarray, design: np.ndarray, offset: float
+) -> tuple[float, np.ndarray]:
+    """KL(p_sgd || q) and its gradient for log e = offset + design @ theta.
+
+    With g_k = log p_b,k / e_k and log q = g - logsumexp(g): dKL/dg = q - p_sgd and
+    dg_k/dlog e_k = -g_k, so dKL/dtheta = design^T [(q - p_sgd) * (-g)].
+    """
+    g = log_pb * np.exp(-(offset + design @ theta))
+    log_q = _normalised_log(g)
+    support = p_sgd > 0
+    kl = float(np.sum(p_sgd[support] * (np.log(p_sgd[support]) - log_q[support])))
+    return kl, design.T @ ((np.exp(log_q) - p_sgd) * -g)
+
+
+def _minimise(
+    p_sgd: np.ndarray,
+    log_pb: np.ndarray,
+    design: np.ndarray,
+    offset: float,
+    bounds: list[tuple[float, float]],
+    starts: list[tuple[float, ...]],
+) -> tuple[np.ndarray, float]:
+    """Best of L-BFGS-B runs from every start; the starts themselves are candidates too, so the
+    result is never worse than any start (which is how nested models are guaranteed)."""
+    best_theta, best_kl = None, math.inf
+    for start in starts:
+        x0 = np.clip(np.asarray(start, dtype=float), *np.array(bounds).T)
+        start_kl = _kl_and_grad(x0, p_sgd, log_pb, design, offset)[0]
+        res = scipy.optimize.minimize(
+            _kl_and_grad,
+            x0,
+            args=(p_sgd, log_pb, design, offset),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options=_OPTIONS,
+        )
+        for theta, kl in ((x0, start_kl), (res.x, float(res.fun))):
+            if kl < best_kl:
+                best_theta, best_kl = theta, kl
+    return best_theta, best_kl
+
+
+def _fit_global(p_sgd: np.ndarray, log_pb: np.ndarray) -> tuple[float, float]:
+    """(log c, KL(p_sgd || q)) for q ∝ p_b^{1/c}; c = 1 is a start, so never worse than it."""
+    starts = [(0.0,)] + [(math.log(c),) for c in _EXPONENT_STARTS if c != 1.0]
+    theta, kl = _minimise(
+        p_sgd, log_pb, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], starts
+    )
+    return float(theta[0]), kl
+
+
+def _fit_xi_scale(
+    p_sgd: np.ndarray,
+    log_pb: np.ndarray,
+    slopes: np.ndarray,
+    xi_range: str,
+    log_scale: float | None,
+    log_c_global: float,
+) -> tuple[float, float, float]:
+    """(log xi, log s, KL(p_sgd || q)) for log e_k = log s + a_k log xi.
+
+    log s is fitted when ``log_scale`` is None; then (xi = 1, s = c_global) is among the starts,
+    so the tempering model is never worse than the global one it contains.
+    """
+    span = _LOG_BOX / max(1.0, float(np.max(np.abs(slopes))))
+    xi_bounds = (-span, 0.0) if xi_range == "paper" else (-span, span)
+    log_xi_starts = [math.log(xi) for xi in _XI_STARTS[xi_range]]
+    if log_scale is None:
+        starts = [(0.0, log_c_global)] + [
+            (u, math.log(s)) for u in log_xi_starts for s in _EXPONENT_STARTS
+        ]
+        design = np.stack([slopes, np.ones_like(slopes)], axis=1)
+        theta, kl = _minimise(
+            p_sgd, log_pb, design, 0.0, [xi_bounds, (-_LOG_BOX, _LOG_BOX)], starts
+        )
+        return float(theta[0]), float(theta[1]), kl
+    theta, kl = _minimise(
+        p_sgd, log_pb, slopes[:, None], log_scale, [xi_bounds], [(u,) for u in log_xi_starts]
+    )
+    return float(theta[0]), log_scale, kl
+
+
+def _tempered(p_sgd: np.ndarray, exponents: np.ndarray) -> np.ndarray:
+    """p_t ∝ p_sgd^{e}, computed in log space (basins with p_sgd = 0 keep mass 0)."""
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p_sgd)
+    return np.exp(_normalised_log(exponents * log_p))
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+
+def fit_tempering(
+    p_sgd: ArrayLike,
+    p_b: ArrayLike,
+    lambdas: ArrayLike,
+    *,
+    d_s: float,
+    m: float,
+    xi_range: XiRange = "paper",
+    scale: Literal["fit", "m"] | float = "fit",
+    fractal_dim: FractalDim = "lambda",
+) -> TemperingFit:
+    """Fit the paper's basin tempering to SGD and posterior basin masses.
+
+    Minimises KL(p_sgd || q) over (xi, s), q_k ∝ p_b,k^{1/e_k}, e_k = s D_k(xi),
+    D_k = xi^{2 - d_walk,k} (SCIENCE.md §3 eqs. 3-5, §4; the paper picks xi this way and finds
+    xi = 0.5), then tempers the SGD masses, p_t ∝ p_sgd^{e}, and compares them with p_b.
+
+    Args:
+        p_sgd: SGD basin masses (nonnegative, sum 1). Zeros are allowed.
+        p_b: posterior basin masses (positive, sum 1), same basin order.
+        lambdas: local learning coefficient of each basin (finite, >= 0).
+        d_s: spectral dimension (> 0).
+        m: training-set size (> 0); the paper's scale, used when scale="m", recorded otherwise.
+        xi_range: "paper" searches 0 < xi <= 1 (coarse-graining below the unit length scale);
+            "free" searches xi > 0. Both optimise log xi.
+        scale: "fit" fits s > 0 (log s); "m" fixes s = m (paper-literal: with m in the hundreds
+            the exponents are large and q is close to uniform); a number fixes s to it.
+        fractal_dim: "lambda" (the paper's d_walk = 2 lambda / d_s) or "2lambda" (4 lambda / d_s).
+
+    Identifiability: log e_k = log s + a_k log xi with a_k = 2 - d_walk,k is affine in
+    (log xi, log s), and the K masses give K - 1 constraints. (xi, s) are identifiable when
+    K >= 3 and the a_k (hence the lambda_k) are not all equal; with equal lambdas xi is not
+    identifiable and only the global exponent is. Only xi^{1/d_s} enters, so d_s and xi are
+    confounded: d_s must come from elsewhere (e.g. the displacement fit).
+
+    Optimisation is deterministic: L-BFGS-B with analytic gradients from a fixed grid of starts
+    (xi in {1, 0.5, 0.1, 0.01} for "paper", {0.01, ..., 100} for "free"; s in {0.1, 1, 10}),
+    keeping the best. The global model starts at c = 1, so objective_global <=
+    objective_untempered; with scale="fit" the tempering model contains the global one (xi = 1,
+    s = c) and starts there too, so objective <= objective_global. Search box: |log e_k| <= 40.
+
+    Raises:
+        ValueError: before any work, naming the problem and the fix, for fewer than two basins,
+            mismatched lengths, invalid masses (negative, not summing to 1, p_b zero), invalid
+            d_s, m, lambdas or scale, or an unknown option.
+    """
+    p_sgd, p_b, lambdas, d_s, m, mode, log_scale = _validate(
+        p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
+    )
+    log_pb = np.log(p_b)
+    log_c, objective_global = _fit_global(p_sgd, log_pb)
+    slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
+    log_xi, log_s, objective = _fit_xi_scale(p_sgd, log_pb, slopes, xi_range, log_scale, log_c)
+
+    exponents = np.exp(log_s + slopes * log_xi)
+    c_global = math.exp(log_c)
+    p_tempered = _tempered(p_sgd, exponents)
+    tempered = mass_divergences(p_b, p_tempered)
+    untempered = mass_divergences(p_b, p_sgd)
+    global_ = mass_divergences(p_b, _tempered(p_sgd, np.full_like(p_sgd, c_global)))
+    zeros = np.zeros((p_b.size, 1))
+    return TemperingFit(
+        xi=math.exp(log_xi),
+        scale=math.exp(log_s),
+        exponents=exponents,
+        q=np.exp(_normalised_log(log_pb / exponents)),
+        p_tempered=p_tempered,
+        objective=objective,
+        objective_untempered=_kl_and_grad(np.zeros(1), p_sgd, log_pb, zeros, 0.0)[0],
+        kl_tempered=tempered["kl"],
+        kl_untempered=untempered["kl"],
+        js_tempered=tempered["js"],
+        js_untempered=untempered["js"],
+        wasserstein_tempered=tempered["wasserstein"],
+        wasserstein_untempered=untempered["wasserstein"],
+        c_global=c_global,
+        objective_global=objective_global,
+        kl_global=global_["kl"],
+        js_global=global_["js"],
+        wasserstein_global=global_["wasserstein"],
+        xi_range=xi_range,
+        scale_mode=mode,
+        fractal_dim=fractal_dim,
+        d_s=d_s,
+        m=m,
+    )
+
+
+def permutation_ranks(
+    p_sgd: ArrayLike,
+    p_b: ArrayLike,
+    lambdas: ArrayLike,
+    *,
+    d_s: float,
+    m: float,
+    max_permutations: int = 720,
+    seed: int = 0,
+    xi_range: XiRange = "paper",
+    scale: Literal["fit", "m"] | float = "fit",
+    fractal_dim: FractalDim = "lambda",
+) -> tuple[int, np.ndarray]:
+    """Rank of the true lambda-to-basin assignment among shuffled ones, by fit objective.
+
+    Refits KL(p_sgd || q) (as :func:`fit_tempering`, same options) with the lambdas permuted
+    across basins. If the basin-dependence comes from the LLCs, the true assignment should fit
+    best. Uses every permutation when K! <= max_permutations, otherwise the identity plus
+    max_permutations - 1 permutations drawn with ``np.random.default_rng(seed)``.
+
+    Returns:
+        rank: 1 + number of permutations whose objective is strictly smaller than the true
+            assignment's (1 = best; ties, e.g. from equal lambdas, which give bit-identical
+            fits, count in favour of the true assignment).
+        objectives: the objectives, the true assignment first, then the other permutations in
+            ``itertools.permutations`` order (identity skipped) or in the order drawn.
+    """
+    p_sgd, p_b, lambdas, d_s, m, _, log_scale = _validate(
+        p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
+    )
+    if isinstance(max_permutations, bool) or not isinstance(max_permutations, (int, np.integer)) \
+            or max_permutations < 2:
+        raise ValueError(f"max_permutations is {max_permutations!r}; pass an integer >= 2.")
+    k = lambdas.size
+    identity = tuple(range(k))
+    if math.factorial(k) <= max_permutations:
+        others = [perm for perm in itertools.permutations(range(k)) if perm != identity]
+    else:
+        rng = np.random.default_rng(seed)
+        others = [tuple(rng.permutation(k)) for _ in range(max_permutations - 1)]
+
+    log_pb = np.log(p_b)
+    log_c = _fit_global(p_sgd, log_pb)[0]
+    slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
+    objectives = np.array(
+        [
+            _fit_xi_scale(p_sgd, log_pb, slopes[list(perm)], xi_range, log_scale, log_c)[2]
+            for perm in [identity, *others]
+        ]
+    )
+    return 1 + int(np.sum(objectives[1:] < objectives[0])), objectives
