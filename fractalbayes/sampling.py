@@ -34,9 +34,21 @@ class Carry(NamedTuple):
     keys: jax.Array
     step: jax.Array
     record: jax.Array
-    """Recorded positions (K, chain, param)."""
+    """Positions at the recorded steps (K, chain, param)."""
     record_next: jax.Array
     diverged_at: jax.Array
+    draws: jax.Array
+    """This chunk's draws (draws per chunk, chain, param)."""
+    draw_stats: dict
+    draw_next: jax.Array
+
+
+class Schedule(NamedTuple):
+    """When to keep what (device arrays, so one executable serves every run of the same shapes)."""
+
+    burn_in: jax.Array
+    thin: jax.Array
+    record_steps: jax.Array
 
 
 def geometric_steps(total_steps: int, num: int) -> np.ndarray:
@@ -54,7 +66,17 @@ def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_steps: jax.Array):
+def _write_if(condition, buffers, index, values):
+    """buffers[index] = values for every leaf when `condition` (one scalar predicate, a real branch)."""
+    return jax.lax.cond(
+        condition,
+        lambda b: jax.tree.map(lambda buf, v: buf.at[index].set(v), b, values),
+        lambda b: b,
+        buffers,
+    )
+
+
+def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, schedule: Schedule) -> Carry:
     split = jax.vmap(lambda k: jax.random.split(k, 3))(carry.keys)
     keys, batch_keys, step_keys = split[:, 0], split[:, 1], split[:, 2]
     if kernel.full_batch or target.batch_size == target.n_data:
@@ -69,42 +91,41 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_
     alive = carry.diverged_at < 0
     states = _where_chain(finite & alive, new, carry.states)
     diverged_at = jnp.where(alive & ~finite, carry.step, carry.diverged_at)
-    step = carry.step + 1
-
-    def write(args):
-        record, index = args
-        return record.at[index].set(jax.vmap(kernel.position)(states)), index + 1
-
-    due = (carry.record_next < record_steps.shape[0]) & (
-        record_steps[jnp.minimum(carry.record_next, record_steps.shape[0] - 1)] == step
-    )
-    record, record_next = jax.lax.cond(due, write, lambda a: a, (carry.record, carry.record_next))
     info = info | {"diverging": info.get("diverging", False) | (diverged_at >= 0)}
-    return Carry(states, keys, step, record, record_next, diverged_at), info
+    step = carry.step + 1
+    position = jax.vmap(kernel.position)(states)
+
+    steps = schedule.record_steps
+    due = (carry.record_next < steps.shape[0]) & (steps[jnp.minimum(carry.record_next, steps.shape[0] - 1)] == step)
+    record = _write_if(due, carry.record, carry.record_next, position)
+    is_draw = (step > schedule.burn_in) & ((step - schedule.burn_in) % schedule.thin == 0)
+    draws, draw_stats = _write_if(is_draw, (carry.draws, carry.draw_stats), carry.draw_next, (position, info))
+    return Carry(
+        states, keys, step, record, carry.record_next + due, diverged_at, draws, draw_stats,
+        carry.draw_next + is_draw,
+    )
 
 
 @functools.cache
-def _burn_fn(kernel: Kernel, target: Target):
-    def burn(carry, hyper, record_steps, num_steps):
-        body = lambda _, c: _one_step(kernel, target, c, hyper, record_steps)[0]  # noqa: E731
-        return jax.lax.fori_loop(0, num_steps, body, carry)
+def _advance_fn(kernel: Kernel, target: Target):
+    """jit of: take `num_steps` steps (a traced count: one executable for burn-in and sampling)."""
 
-    return jax.jit(burn, donate_argnums=0)
+    def advance(carry, hyper, schedule, num_steps):
+        body = lambda _, c: _one_step(kernel, target, c, hyper, schedule)  # noqa: E731
+        return jax.lax.fori_loop(0, num_steps, body, carry._replace(draw_next=jnp.int32(0)))
+
+    return jax.jit(advance, donate_argnums=0)
 
 
-@functools.cache
-def _draw_fn(kernel: Kernel, target: Target, thin: int, num_draws: int):
-    def draws(carry, hyper, record_steps):
-        def one_draw(carry, _):
-            carry, infos = jax.lax.scan(
-                lambda c, _: _one_step(kernel, target, c, hyper, record_steps), carry, None, length=thin
-            )
-            info = jax.tree.map(lambda x: x[-1], infos)
-            return carry, (jax.vmap(kernel.position)(carry.states), info)
+def _empty_draw_buffers(kernel: Kernel, target: Target, states, hyper, size: int):
+    """Zeroed per-chunk buffers shaped like one step's positions and info (no computation)."""
 
-        return jax.lax.scan(one_draw, carry, None, length=num_draws)
+    def one(states):
+        keys = jax.random.split(jax.random.key(0), jax.tree.leaves(states)[0].shape[0])
+        new, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None, None))(keys, states, target.data, 0, hyper)
+        return jax.vmap(kernel.position)(new), info | {"diverging": jnp.zeros(info["loss"].shape, bool)}
 
-    return jax.jit(draws, donate_argnums=0)
+    return jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), jax.eval_shape(one, states))
 
 
 def _compiled(fn, *args) -> tuple[Any, float]:
@@ -125,10 +146,12 @@ def _count(name: str, value: Any, minimum: int) -> int:
 
 
 def _initial_positions(target: Target, init: Any, num_chains: int, key: jax.Array) -> jax.Array:
-    if init is None or init == "prior":
+    if init is None or (isinstance(init, str) and init == "prior"):
         return jax.vmap(target.init_position)(jax.random.split(key, num_chains))
-    if init == "uniform":
+    if isinstance(init, str) and init == "uniform":
         return jax.random.uniform(key, (num_chains, target.dim), minval=-2.0, maxval=2.0)
+    if isinstance(init, str):
+        raise ModelError(f"init={init!r} is not 'prior' or 'uniform'; or pass sites or an array")
     flat = target.unconstrain(init) if isinstance(init, dict) else jnp.asarray(init, jnp.float32)
     if flat.shape == (target.dim,):
         return jnp.broadcast_to(flat, (num_chains, target.dim))
@@ -231,37 +254,32 @@ def sample(
         positions0 = jax.vmap(kernel.position)(states)
 
     states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
+    # about 20 progress updates; a power of two so that runs of similar length share executables
+    draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
+    draws, draw_stats = _empty_draw_buffers(kernel, target, states, hyper, draws_per_chunk)
     record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
-    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
-    steps_dev = jnp.asarray(record_steps, jnp.int32)
+    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1),
+                  jnp.full(num_chains, -1, jnp.int32), draws, draw_stats, jnp.int32(0))
+    schedule = Schedule(jnp.int32(loop_burn), jnp.int32(thin), jnp.asarray(record_steps, jnp.int32))
     show = progress if progress is not None else total_steps * num_chains >= 200_000
     bar = tqdm(total=total_steps, disable=not show, desc=f"{sampler} ({num_chains} chains)", unit="step")
 
-    chunk_steps = max(1, math.ceil(total_steps / 20))
-    tic = time.perf_counter()
-    if loop_burn:
-        fn = _burn_fn(kernel, target)
-        done = 0
-        while done < loop_burn:
-            n = jnp.int32(min(chunk_steps, loop_burn - done))
-            compiled, seconds = _compiled(fn, carry, hyper, steps_dev, n)
-            timings["compile_s"] += seconds
-            carry = compiled(carry, hyper, steps_dev, n)
-            done += int(n)
-            bar.update(int(n))
-
-    draws_per_chunk = max(1, min(num_samples, chunk_steps // thin))
+    chunk = draws_per_chunk * thin
+    calls = [min(chunk, loop_burn - s) for s in range(0, loop_burn, chunk)]
+    calls += [min(chunk, main_steps - s) for s in range(0, main_steps, chunk)]
+    advance = _advance_fn(kernel, target)
     draw_chunks, info_chunks = [], []
-    done = 0
-    while done < num_samples:
-        n = min(draws_per_chunk, num_samples - done)
-        compiled, seconds = _compiled(_draw_fn(kernel, target, thin, n), carry, hyper, steps_dev)
+    tic = time.perf_counter()
+    for done_before, num_steps in zip(np.cumsum([0] + calls[:-1]), calls):
+        n = jnp.int32(num_steps)
+        compiled, seconds = _compiled(advance, carry, hyper, schedule, n)
         timings["compile_s"] += seconds
-        carry, (positions, info) = compiled(carry, hyper, steps_dev)
-        draw_chunks.append(np.asarray(positions))
-        info_chunks.append(jax.tree.map(np.asarray, info))
-        done += n
-        bar.update(n * thin)
+        carry = compiled(carry, hyper, schedule, n)
+        kept = max(0, (done_before + num_steps - loop_burn) // thin - max(0, done_before - loop_burn) // thin)
+        if kept:
+            draw_chunks.append(np.asarray(carry.draws[:kept]))
+            info_chunks.append(jax.tree.map(lambda x: np.asarray(x[:kept]), carry.draw_stats))
+        bar.update(num_steps)
     bar.close()
     jax.block_until_ready(carry)
     timings["sampling_s"] = time.perf_counter() - tic - timings["compile_s"]

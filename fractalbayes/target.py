@@ -329,8 +329,11 @@ def _check_plate_follows_data(target: Target) -> None:
         return
     two = {k: v[:2] for k, v in target.data.items()}
     args, kwargs = target._call(two)
-    trace = handlers.trace(handlers.seed(target.model, 0)).get_trace(*args, **kwargs)
-    size = trace[target.data_plate]["args"][0]
+    try:
+        trace = handlers.trace(handlers.seed(target.model, 0)).get_trace(*args, **kwargs)
+        size = trace[target.data_plate]["args"][0]
+    except (TypeError, ValueError) as error:
+        size = f"?, failing with {type(error).__name__},"
     if size != 2:
         raise ModelError(
             f"the data plate {target.data_plate!r} keeps size {size} when the model gets 2 rows; "

@@ -12,8 +12,13 @@ masses this gives the prediction (the paper's Lemma 3.3, with an overall scale s
 
     q_k = p_b,k^{1/e_k} / sum_j p_b,j^{1/e_j},   e_k = s D_k(xi),
 
-and the tempered SGD masses p_t,k ∝ p_sgd,k^{e_k}, which undo it basin by basin (p_t = p_b exactly
-when the prediction holds). Following the paper, (xi, s) are fitted by minimising KL(p_sgd || q).
+and tempered SGD masses p_t that undo it. The literal reading of the paper ("tempering the SGD
+masses by D_xi") raises each SGD mass to its exponent, p_t,k ∝ p_sgd,k^{e_k} (tempering="power");
+because the normaliser of q enters each basin with a different power, that does not return p_b
+even when the prediction holds exactly. The default,
+tempering="inverse", is the exact inverse of the prediction, p_t,k = (Z p_sgd,k)^{e_k} with Z fixed
+by sum_k p_t,k = 1, so p_t = p_b whenever q = p_sgd and the comparison measures only the misfit.
+Following the paper, (xi, s) are fitted by minimising KL(p_sgd || q).
 Controls: the untempered comparison (e_k = 1, q = p_b) and a global model with one exponent c for
 every basin (q ∝ p_b^{1/c}), which tests whether the basin-dependence through lambda_k matters.
 """
@@ -34,15 +39,19 @@ __all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "perm
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
+Tempering = Literal["inverse", "power"]
 
 _WALK_FACTOR = {"lambda": 2.0, "2lambda": 4.0}  # d_walk = factor * lambda / d_s
 _XI_RANGES = ("paper", "free")
+_TEMPERINGS = ("inverse", "power")
 # Search box: every fitted log-exponent stays within +-_LOG_BOX of 0 (c, s) or of log s (xi).
 # Beyond it the predicted masses are numerically saturated (q_k -> 0 or uniform) and the
 # objective is flat, so the box loses nothing while keeping every evaluation finite.
 _LOG_BOX = 40.0
-_XI_STARTS = {"paper": (1.0, 0.5, 0.1, 0.01), "free": (0.01, 0.1, 0.5, 1.0, 2.0, 10.0, 100.0)}
-_EXPONENT_STARTS = (0.1, 1.0, 10.0)
+# Starting points: a grid with spacing 0.5 in log xi, log s, log c over the box, restricted to
+# +-_GRID_HALF_WIDTH (factors 1e-3..1e3); L-BFGS-B refines the _N_REFINE best grid points.
+_GRID_HALF_WIDTH = 7.0
+_N_REFINE = 3
 _OPTIONS = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000}
 
 
@@ -53,16 +62,16 @@ class TemperingFit:
     Fitted model:
         xi, scale: fitted coarse-graining scale and overall scale s (s is m or the given value
             when not fitted); exponents: e_k = s D_k(xi); q: predicted SGD masses
-            ∝ p_b^{1/e}; p_tempered: tempered SGD masses ∝ p_sgd^{e}.
+            ∝ p_b^{1/e}; p_tempered: tempered SGD masses (see ``tempering``).
     Fit objective, KL(p_sgd || model) in nats (what is minimised):
         objective (tempering model), objective_untempered (e_k = 1, i.e. KL(p_sgd || p_b)),
         objective_global (one exponent c_global for every basin).
     Comparison with the posterior masses (what the paper reports; see :func:`mass_divergences`
     for the JS base (nats) and the Wasserstein support (basin indices)):
         kl_/js_/wasserstein_tempered: p_b vs p_tempered; ..._untempered: p_b vs p_sgd;
-        ..._global: p_b vs p_sgd^{c_global} normalised. KL is KL(p_b || .).
+        ..._global: p_b vs p_sgd^{c_global} normalised. KL is KL(p_b || .), the reference first.
     Choices, recorded for run metadata: xi_range, scale_mode ("fit", "m" or "fixed"),
-    fractal_dim, d_s, m.
+    fractal_dim, tempering, d_s, m.
     """
 
     xi: float
@@ -86,6 +95,7 @@ class TemperingFit:
     xi_range: str
     scale_mode: str
     fractal_dim: str
+    tempering: str
     d_s: float
     m: float
 
@@ -185,23 +195,41 @@ def basin_diffusion_coefficient(
     return xi ** _log_xi_slopes(_check_lambdas(lambdas), d_s, fractal_dim)
 
 
+def _logsumexp(log_w: np.ndarray) -> float:
+    """log sum exp(log_w) for a vector with at least one finite entry (-inf entries allowed)."""
+    top = np.max(log_w)
+    return float(top + np.log(np.sum(np.exp(log_w - top))))
+
+
 def _normalised_log(log_w: np.ndarray) -> np.ndarray:
-    return log_w - scipy.special.logsumexp(log_w)
+    return log_w - _logsumexp(log_w)
+
+
+def _log_q(theta: np.ndarray, log_pb: np.ndarray, design: np.ndarray, offset: float):
+    """(g, log q) with g_k = log p_b,k / e_k, log e = offset + design @ theta, for theta of shape
+    (n_params,) or a batch (n_points, n_params)."""
+    g = log_pb * np.exp(-(offset + theta @ design.T))
+    top = np.max(g, axis=-1, keepdims=True)
+    return g, g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))
 
 
 def _kl_and_grad(
     theta: np.ndarray, p_sgd: np.ndarray, log_pb: np.ndarray, design: np.ndarray, offset: float
 ) -> tuple[float, np.ndarray]:
-    """KL(p_sgd || q) and its gradient for log e = offset + design @ theta.
+    """KL(p_sgd || q) and its gradient.
 
-    With g_k = log p_b,k / e_k and log q = g - logsumexp(g): dKL/dg = q - p_sgd and
-    dg_k/dlog e_k = -g_k, so dKL/dtheta = design^T [(q - p_sgd) * (-g)].
+    With log q = g - logsumexp(g): dKL/dg = q - p_sgd and dg_k/dlog e_k = -g_k, so
+    dKL/dtheta = design^T [(q - p_sgd) * (-g)].
     """
-    g = log_pb * np.exp(-(offset + design @ theta))
-    log_q = _normalised_log(g)
-    support = p_sgd > 0
-    kl = float(np.sum(p_sgd[support] * (np.log(p_sgd[support]) - log_q[support])))
+    g, log_q = _log_q(theta, log_pb, design, offset)
+    kl = float(np.sum(scipy.special.xlogy(p_sgd, p_sgd)) - p_sgd @ log_q)
     return kl, design.T @ ((np.exp(log_q) - p_sgd) * -g)
+
+
+def _grid_axis(low: float, high: float) -> np.ndarray:
+    """Grid of log-parameter values with spacing <= 0.5 over the box, within +-_GRID_HALF_WIDTH."""
+    low, high = max(low, -_GRID_HALF_WIDTH), min(high, _GRID_HALF_WIDTH)
+    return np.linspace(low, high, 1 + math.ceil((high - low) / 0.5))
 
 
 def _minimise(
@@ -210,13 +238,21 @@ def _minimise(
     design: np.ndarray,
     offset: float,
     bounds: list[tuple[float, float]],
-    starts: list[tuple[float, ...]],
+    nested_start: tuple[float, ...],
 ) -> tuple[np.ndarray, float]:
-    """Best of L-BFGS-B runs from every start; the starts themselves are candidates too, so the
-    result is never worse than any start (which is how nested models are guaranteed)."""
+    """Minimise KL(p_sgd || q) over theta in the box ``bounds``, deterministically.
+
+    Evaluates the objective on a grid over the box (vectorised), then runs L-BFGS-B with the
+    analytic gradient from the _N_REFINE best grid points and from ``nested_start``. Every start
+    is itself a candidate, so the result is never worse than the nested model's optimum.
+    """
+    grid = np.stack(
+        np.meshgrid(*[_grid_axis(low, high) for low, high in bounds], indexing="ij"), axis=-1
+    ).reshape(-1, len(bounds))
+    _, log_q = _log_q(grid, log_pb, design, offset)
+    best_on_grid = np.argsort(-(log_q @ p_sgd), kind="stable")[:_N_REFINE]
     best_theta, best_kl = None, math.inf
-    for start in starts:
-        x0 = np.clip(np.asarray(start, dtype=float), *np.array(bounds).T)
+    for x0 in [np.asarray(nested_start, dtype=float), *grid[best_on_grid]]:
         start_kl = _kl_and_grad(x0, p_sgd, log_pb, design, offset)[0]
         res = scipy.optimize.minimize(
             _kl_and_grad,
@@ -234,10 +270,9 @@ def _minimise(
 
 
 def _fit_global(p_sgd: np.ndarray, log_pb: np.ndarray) -> tuple[float, float]:
-    """(log c, KL(p_sgd || q)) for q ∝ p_b^{1/c}; c = 1 is a start, so never worse than it."""
-    starts = [(0.0,)] + [(math.log(c),) for c in _EXPONENT_STARTS if c != 1.0]
+    """(log c, KL(p_sgd || q)) for q ∝ p_b^{1/c}; starts at c = 1, so never worse than it."""
     theta, kl = _minimise(
-        p_sgd, log_pb, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], starts
+        p_sgd, log_pb, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], (0.0,)
     )
     return float(theta[0]), kl
 
@@ -252,32 +287,42 @@ def _fit_xi_scale(
 ) -> tuple[float, float, float]:
     """(log xi, log s, KL(p_sgd || q)) for log e_k = log s + a_k log xi.
 
-    log s is fitted when ``log_scale`` is None; then (xi = 1, s = c_global) is among the starts,
-    so the tempering model is never worse than the global one it contains.
+    log s is fitted when ``log_scale`` is None; then (xi = 1, s = c_global) is a start, so the
+    tempering model is never worse than the global one it contains.
     """
     span = _LOG_BOX / max(1.0, float(np.max(np.abs(slopes))))
     xi_bounds = (-span, 0.0) if xi_range == "paper" else (-span, span)
-    log_xi_starts = [math.log(xi) for xi in _XI_STARTS[xi_range]]
     if log_scale is None:
-        starts = [(0.0, log_c_global)] + [
-            (u, math.log(s)) for u in log_xi_starts for s in _EXPONENT_STARTS
-        ]
         design = np.stack([slopes, np.ones_like(slopes)], axis=1)
-        theta, kl = _minimise(
-            p_sgd, log_pb, design, 0.0, [xi_bounds, (-_LOG_BOX, _LOG_BOX)], starts
-        )
+        bounds = [xi_bounds, (-_LOG_BOX, _LOG_BOX)]
+        theta, kl = _minimise(p_sgd, log_pb, design, 0.0, bounds, (0.0, log_c_global))
         return float(theta[0]), float(theta[1]), kl
-    theta, kl = _minimise(
-        p_sgd, log_pb, slopes[:, None], log_scale, [xi_bounds], [(u,) for u in log_xi_starts]
-    )
+    theta, kl = _minimise(p_sgd, log_pb, slopes[:, None], log_scale, [xi_bounds], (0.0,))
     return float(theta[0]), log_scale, kl
 
 
-def _tempered(p_sgd: np.ndarray, exponents: np.ndarray) -> np.ndarray:
-    """p_t ∝ p_sgd^{e}, computed in log space (basins with p_sgd = 0 keep mass 0)."""
-    with np.errstate(divide="ignore"):
-        log_p = np.log(p_sgd)
-    return np.exp(_normalised_log(exponents * log_p))
+def _tempered(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str) -> np.ndarray:
+    """Tempered SGD masses; basins with p_sgd = 0 keep mass 0.
+
+    "power": p_t,k = p_sgd,k^{e_k} / sum_j p_sgd,j^{e_j}.
+    "inverse": p_t,k = (Z p_sgd,k)^{e_k} with Z > 0 solving sum_k (Z p_sgd,k)^{e_k} = 1, the exact
+    inverse of q = p_b^{1/e} / sum_j p_b,j^{1/e_j} (Z is that sum). Brent's method on
+    t = log Z, bracketed by max_k(-log p_k) (every term >= 1) and min_k(-log p_k - log K / e_k)
+    (every term <= 1/K). The two agree when all e_k are equal.
+    """
+    support = p_sgd > 0
+    log_p, e = np.log(p_sgd[support]), exponents[support]
+    log_z = 0.0
+    if tempering == "inverse":
+        log_z = scipy.optimize.brentq(
+            lambda t: _logsumexp(e * (t + log_p)),
+            float(np.min(-log_p - math.log(p_sgd.size) / e)),
+            float(np.max(-log_p)),
+            xtol=1e-14,
+        )
+    p_t = np.zeros_like(p_sgd)
+    p_t[support] = np.exp(_normalised_log(e * (log_z + log_p)))
+    return p_t
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,12 +340,13 @@ def fit_tempering(
     xi_range: XiRange = "paper",
     scale: Literal["fit", "m"] | float = "fit",
     fractal_dim: FractalDim = "lambda",
+    tempering: Tempering = "inverse",
 ) -> TemperingFit:
     """Fit the paper's basin tempering to SGD and posterior basin masses.
 
     Minimises KL(p_sgd || q) over (xi, s), q_k ∝ p_b,k^{1/e_k}, e_k = s D_k(xi),
     D_k = xi^{2 - d_walk,k} (SCIENCE.md §3 eqs. 3-5, §4; the paper picks xi this way and finds
-    xi = 0.5), then tempers the SGD masses, p_t ∝ p_sgd^{e}, and compares them with p_b.
+    xi = 0.5), then tempers the SGD masses with the fitted exponents and compares them with p_b.
 
     Args:
         p_sgd: SGD basin masses (nonnegative, sum 1). Zeros are allowed.
@@ -313,6 +359,10 @@ def fit_tempering(
         scale: "fit" fits s > 0 (log s); "m" fixes s = m (paper-literal: with m in the hundreds
             the exponents are large and q is close to uniform); a number fixes s to it.
         fractal_dim: "lambda" (the paper's d_walk = 2 lambda / d_s) or "2lambda" (4 lambda / d_s).
+        tempering: "inverse" (default) p_t,k = (Z p_sgd,k)^{e_k} normalised by the choice of Z,
+            the exact inverse of the prediction, so p_t = p_b when the fit is exact; "power"
+            p_t ∝ p_sgd^{e}, the literal reading of the paper. They coincide for equal exponents,
+            so the global model's comparison does not depend on this choice.
 
     Identifiability: log e_k = log s + a_k log xi with a_k = 2 - d_walk,k is affine in
     (log xi, log s), and the K masses give K - 1 constraints. (xi, s) are identifiable when
@@ -320,11 +370,12 @@ def fit_tempering(
     identifiable and only the global exponent is. Only xi^{1/d_s} enters, so d_s and xi are
     confounded: d_s must come from elsewhere (e.g. the displacement fit).
 
-    Optimisation is deterministic: L-BFGS-B with analytic gradients from a fixed grid of starts
-    (xi in {1, 0.5, 0.1, 0.01} for "paper", {0.01, ..., 100} for "free"; s in {0.1, 1, 10}),
-    keeping the best. The global model starts at c = 1, so objective_global <=
-    objective_untempered; with scale="fit" the tempering model contains the global one (xi = 1,
-    s = c) and starts there too, so objective <= objective_global. Search box: |log e_k| <= 40.
+    Optimisation is deterministic: the objective is evaluated on a grid (spacing 0.5 in log xi
+    and log s, within factors 1e-3..1e3) and L-BFGS-B with analytic gradients refines the three
+    best grid points, keeping the best result. The global model also starts at c = 1, so
+    objective_global <= objective_untempered; with scale="fit" the tempering model contains the
+    global one (xi = 1, s = c) and starts there too, so objective <= objective_global. Search
+    box: |log s|, |log c| <= 40 and |a_k log xi| <= 40.
 
     Raises:
         ValueError: before any work, naming the problem and the fix, for fewer than two basins,
@@ -334,6 +385,8 @@ def fit_tempering(
     p_sgd, p_b, lambdas, d_s, m, mode, log_scale = _validate(
         p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
     )
+    if tempering not in _TEMPERINGS:
+        raise ValueError(f"tempering is {tempering!r}; use 'inverse' or 'power'.")
     log_pb = np.log(p_b)
     log_c, objective_global = _fit_global(p_sgd, log_pb)
     slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
@@ -341,11 +394,11 @@ def fit_tempering(
 
     exponents = np.exp(log_s + slopes * log_xi)
     c_global = math.exp(log_c)
-    p_tempered = _tempered(p_sgd, exponents)
+    p_tempered = _tempered(p_sgd, exponents, tempering)
     tempered = mass_divergences(p_b, p_tempered)
     untempered = mass_divergences(p_b, p_sgd)
-    global_ = mass_divergences(p_b, _tempered(p_sgd, np.full_like(p_sgd, c_global)))
-    zeros = np.zeros((p_b.size, 1))
+    global_ = mass_divergences(p_b, _tempered(p_sgd, np.full_like(p_sgd, c_global), "power"))
+    k = p_b.size
     return TemperingFit(
         xi=math.exp(log_xi),
         scale=math.exp(log_s),
@@ -353,7 +406,8 @@ def fit_tempering(
         q=np.exp(_normalised_log(log_pb / exponents)),
         p_tempered=p_tempered,
         objective=objective,
-        objective_untempered=_kl_and_grad(np.zeros(1), p_sgd, log_pb, zeros, 0.0)[0],
+        # the global model at c = 1, the exact value its optimiser starts from
+        objective_untempered=_kl_and_grad(np.zeros(1), p_sgd, log_pb, np.ones((k, 1)), 0.0)[0],
         kl_tempered=tempered["kl"],
         kl_untempered=untempered["kl"],
         js_tempered=tempered["js"],
@@ -368,6 +422,7 @@ def fit_tempering(
         xi_range=xi_range,
         scale_mode=mode,
         fractal_dim=fractal_dim,
+        tempering=tempering,
         d_s=d_s,
         m=m,
     )
@@ -403,8 +458,11 @@ def permutation_ranks(
     p_sgd, p_b, lambdas, d_s, m, _, log_scale = _validate(
         p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
     )
-    if isinstance(max_permutations, bool) or not isinstance(max_permutations, (int, np.integer)) \
-            or max_permutations < 2:
+    if (
+        isinstance(max_permutations, bool)
+        or not isinstance(max_permutations, (int, np.integer))
+        or max_permutations < 2
+    ):
         raise ValueError(f"max_permutations is {max_permutations!r}; pass an integer >= 2.")
     k = lambdas.size
     identity = tuple(range(k))

@@ -1,0 +1,354 @@
+"""Sampler throughput, measured side by side in one process (issue 2).
+
+    .venv/bin/python benchmarks/throughput.py            # full run (a few minutes on 2 CPU cores)
+    .venv/bin/python benchmarks/throughput.py --quick    # smoke run (< 1 min)
+
+Three comparisons; the last line printed is one JSON object with the ratios.
+
+1. ``sgld_vs_blackjax``: ``fb.sample(target, "sgld")`` against a minimal hand-written loop
+   (``jax.lax.scan`` over steps, chains ``jax.vmap``-ped, minibatch indices drawn by
+   ``jax.random.randint`` inside the scan, ``blackjax.sgld(grad_estimator)`` with the gradient of the
+   same Target's minibatch log density), same model, init, step size, batch size, chain count, number
+   of steps and thinning; both hand every kept draw back to the host as NumPy. Ratio = our steps/s
+   over BlackJAX's steps/s, best of the repeats for each arm (the repeats alternate between the two
+   arms so that load from other processes hits both alike). Our steps/s use
+   ``run.timings["sampling_s"]`` (the chunked scan and the draw transfers; compilation excluded);
+   the whole ``fb.sample`` call (initial positions, constraining the draws to named sites, the Run)
+   is reported too. Our driver also records loss, grad norm, step size and the divergence flag per
+   draw, masks non-finite chains and writes displacement checkpoints: all of that is inside the
+   measured time.
+2. ``nuts_vs_numpyro_ess_per_s``: ``fb.sample(target, "nuts")`` against
+   ``numpyro.infer.MCMC(NUTS(model), chain_method="vectorized")`` on a Bayesian logistic regression of
+   scikit-learn's breast-cancer data (569 x 30, standardised; 31 parameters), same chains, warm-up
+   and draws, both started from U(-2, 2) in unconstrained space. ESS is ArviZ's bulk ESS
+   (``arviz_stats.base.array_stats.ess``) of every parameter, summarised by the mean (and the min,
+   also reported); seconds are the sampling phase after warm-up, compilation excluded for both:
+   ours is ``run.timings["sampling_s"]``, NumPyro's is the wall time of ``mcmc.run`` after
+   ``mcmc.warmup`` on the second pass of the same MCMC object (its compiled functions are cached by
+   then). Warm-up times are reported too. Ratio = median over seeds of the per-seed ratios.
+3. ``rss_growth_doubling_steps``: peak RSS (``ru_maxrss``) of a fresh child process running SGLD on
+   the ~100k-parameter MLP for N and for 2N steps with a fixed number of draws (thin grows with N) and
+   checkpoints, as (RSS(2N) - RSS(N)) / RSS(N). Memory should grow with what is kept, not with steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import blackjax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import fractalbayes as fb  # noqa: E402
+
+SIZES = {
+    # name: (data set loader, hidden widths, number of classes)
+    "400": (lambda: fb.data.moons(2000, seed=0), (18, 16), 2),  # 392 parameters
+    "100k": (lambda: fb.data.digits(seed=0), (384, 192), 10),  # 100,810 parameters
+}
+
+
+def log(*args) -> None:
+    print(*args, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. SGLD: our driver against a hand-written lax.scan + blackjax.sgld loop
+# --------------------------------------------------------------------------------------------------
+
+
+def mlp_target(size: str, batch_size: int) -> fb.Target:
+    load, widths, classes = SIZES[size]
+    ds = load()
+    return fb.from_numpyro(
+        fb.models.mlp_classifier, ds.x_train, ds.y_train, batch_size=batch_size, widths=widths,
+        num_classes=classes,
+    )
+
+
+def blackjax_sgld_loop(target: fb.Target, num_chains: int, num_draws: int, thin: int, step_size: float):
+    """The minimal loop a user would write by hand: returns draws (num_draws, chain, dim)."""
+    n, batch_size = target.n_data, target.batch_size
+
+    def grad_estimator(z, batch):
+        return jax.grad(lambda z: target.log_posterior_estimate(z, batch, n)[0])(z)
+
+    sgld = blackjax.sgld(grad_estimator)
+
+    def chain_step(z, key):
+        batch_key, step_key = jax.random.split(key)
+        idx = jax.random.randint(batch_key, (batch_size,), 0, n)
+        batch = {k: v[idx] for k, v in target.data.items()}
+        return sgld.step(step_key, z, batch, step_size)
+
+    def run(key, z0):
+        def one_step(z, key):
+            return jax.vmap(chain_step)(z, jax.random.split(key, num_chains)), None
+
+        def one_draw(z, key):
+            z, _ = jax.lax.scan(one_step, z, jax.random.split(key, thin))
+            return z, z
+
+        return jax.lax.scan(one_draw, z0, jax.random.split(key, num_draws))[1]
+
+    return jax.jit(run)
+
+
+def sgld_case(size: str, *, num_chains: int, batch_size: int, num_draws: int, thin: int,
+              step_size: float, repeats: int) -> dict:
+    target = mlp_target(size, batch_size)
+    steps = num_draws * thin
+    z0 = jax.vmap(target.init_position)(jax.random.split(jax.random.key(1), num_chains))
+    options = dict(num_chains=num_chains, num_samples=num_draws, burn_in=0, thin=thin, init=z0,
+                   step_size=step_size, progress=False)
+
+    tic = time.perf_counter()
+    loop = blackjax_sgld_loop(target, num_chains, num_draws, thin, step_size)
+    key = jax.random.key(0)
+    loop = loop.lower(key, z0).compile()
+    bj_compile = time.perf_counter() - tic
+    first = fb.sample(target, "sgld", **options)  # compiles ours
+    fb_compile = first.timings["compile_s"]
+
+    bj_s, fb_s, fb_wall = [], [], []
+    for r in range(repeats):
+        tic = time.perf_counter()
+        draws = np.asarray(loop(jax.random.key(r), z0))
+        bj_s.append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        run = fb.sample(target, "sgld", seed=r, **options)
+        fb_wall.append(time.perf_counter() - tic)
+        fb_s.append(run.timings["sampling_s"])
+        assert run.timings["compile_s"] == 0.0, run.timings
+    assert np.all(np.isfinite(draws)) and not run.diverged.any(), "a chain diverged: lower the step size"
+    del draws, run, first
+    out = {
+        "dim": target.dim, "n_data": target.n_data, "batch_size": batch_size, "chains": num_chains,
+        "steps": steps, "thin": thin, "draws": num_draws,
+        "blackjax_steps_per_s": steps / min(bj_s),
+        "ours_steps_per_s": steps / min(fb_s),
+        "ours_whole_call_steps_per_s": steps / min(fb_wall),
+        "compile_s": {"blackjax": bj_compile, "ours": fb_compile},
+        "raw_s": {"blackjax": bj_s, "ours_sampling": fb_s, "ours_whole_call": fb_wall},
+    }
+    out["ratio"] = out["ours_steps_per_s"] / out["blackjax_steps_per_s"]
+    out["ratio_whole_call"] = out["ours_whole_call_steps_per_s"] / out["blackjax_steps_per_s"]
+    log(f"  sgld {size:>4} (d={target.dim}, thin={thin}, {steps} steps): blackjax "
+        f"{out['blackjax_steps_per_s']:.0f} steps/s, ours {out['ours_steps_per_s']:.0f} steps/s "
+        f"(whole call {out['ours_whole_call_steps_per_s']:.0f}); ratio {out['ratio']:.3f} "
+        f"(whole call {out['ratio_whole_call']:.3f})")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. NUTS: ours against NumPyro's, ESS per second
+# --------------------------------------------------------------------------------------------------
+
+
+def breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    x = bunch.data.astype(np.float64)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    return x, bunch.target.astype(np.int32)
+
+
+def bulk_ess(draws: np.ndarray) -> np.ndarray:
+    """Bulk ESS of every parameter of (chain, draw, param) draws."""
+    from arviz_stats.base import array_stats
+
+    return np.asarray(array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk"))
+
+
+def nuts_case(*, num_chains: int, num_warmup: int, num_samples: int, seeds: int) -> dict:
+    import numpyro
+    from numpyro.infer import MCMC, NUTS
+
+    x, y = breast_cancer()
+    model = fb.models.logistic_regression
+    target = fb.from_numpyro(model, x, y)
+    options = dict(num_chains=num_chains, num_samples=num_samples, burn_in=num_warmup, init="uniform",
+                   progress=False)
+    mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method="vectorized", progress_bar=False)
+
+    def numpyro_pass(seed: int):
+        key_warm, key_run = jax.random.split(jax.random.key(1000 + seed))
+        tic = time.perf_counter()
+        mcmc.warmup(key_warm, x, y)
+        jax.block_until_ready(mcmc.post_warmup_state)
+        warm = time.perf_counter() - tic
+        tic = time.perf_counter()
+        mcmc.run(key_run, x, y)
+        samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+        sampling = time.perf_counter() - tic
+        draws = np.concatenate([np.asarray(samples["w"]), np.asarray(samples["b"])[..., None]], axis=-1)
+        return draws, warm, sampling
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        numpyro_pass(0)  # compiles NumPyro's warm-up and sampling loops
+        fb.sample(target, "nuts", seed=0, **options)  # compiles ours
+        rows = []
+        for seed in range(1, seeds + 1):
+            np_draws, np_warm, np_sampling = numpyro_pass(seed)
+            run = fb.sample(target, "nuts", seed=seed, **options)
+            sites = run.sites
+            ours = np.concatenate([sites["w"], sites["b"][..., None]], axis=-1)
+            ess_np, ess_fb = bulk_ess(np_draws), bulk_ess(ours)
+            sd = np.concatenate([np_draws, ours], axis=1).std(axis=(0, 1))
+            rows.append({
+                "numpyro": {"warmup_s": np_warm, "sampling_s": np_sampling, "mean_ess": ess_np.mean(),
+                            "min_ess": ess_np.min()},
+                "ours": {"warmup_s": run.timings["warmup_s"], "sampling_s": run.timings["sampling_s"],
+                         "compile_s": run.timings["compile_s"], "whole_call_s": run.timings["total_s"],
+                         "mean_ess": ess_fb.mean(), "min_ess": ess_fb.min(),
+                         "mean_steps": float(run.stats["num_integration_steps"].mean())},
+                "max_mean_diff_in_sd": float(np.max(np.abs(np_draws.mean((0, 1)) - ours.mean((0, 1))) / sd)),
+            })
+    del numpyro
+    for row in rows:
+        for arm in ("numpyro", "ours"):
+            a = row[arm]
+            a["mean_ess_per_s"] = a["mean_ess"] / a["sampling_s"]
+            a["min_ess_per_s"] = a["min_ess"] / a["sampling_s"]
+        row["ratio"] = row["ours"]["mean_ess_per_s"] / row["numpyro"]["mean_ess_per_s"]
+        row["ratio_min_ess"] = row["ours"]["min_ess_per_s"] / row["numpyro"]["min_ess_per_s"]
+        log(f"  nuts: numpyro mean ESS {row['numpyro']['mean_ess']:.0f} in {row['numpyro']['sampling_s']:.2f}s "
+            f"(warm-up {row['numpyro']['warmup_s']:.2f}s), ours {row['ours']['mean_ess']:.0f} in "
+            f"{row['ours']['sampling_s']:.2f}s (warm-up {row['ours']['warmup_s']:.2f}s); ratio "
+            f"{row['ratio']:.3f} (min ESS {row['ratio_min_ess']:.3f}); means differ by <= "
+            f"{row['max_mean_diff_in_sd']:.3f} sd")
+    return {
+        "dim": target.dim, "n_data": target.n_data, "chains": num_chains, "warmup": num_warmup,
+        "samples": num_samples, "seeds": rows,
+        "ratio": statistics.median(r["ratio"] for r in rows),
+        "ratio_min_ess": statistics.median(r["ratio_min_ess"] for r in rows),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Peak memory against the number of steps, in fresh processes
+# --------------------------------------------------------------------------------------------------
+
+CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+sys.argv = ["child"]
+import jax
+import benchmarks.throughput as t
+target = t.mlp_target("100k", 32)
+tic = time.perf_counter()
+run = t.fb.sample(target, "sgld", num_chains={chains}, num_samples={draws}, burn_in=0, thin={thin},
+                  step_size=1e-5, num_checkpoints=100, progress=False)
+seconds = time.perf_counter() - tic
+print(json.dumps({{"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "s": seconds,
+                  "checkpoints": int(run.checkpoints.shape[1]), "draws": int(run.num_draws)}}))
+"""
+
+
+def peak_rss(steps: int, *, chains: int, draws: int) -> dict:
+    code = CHILD.format(root=ROOT, chains=chains, draws=draws, thin=steps // draws)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode:
+        raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_case(*, steps: int, chains: int, draws: int, repeats: int) -> dict:
+    small = [peak_rss(steps, chains=chains, draws=draws) for _ in range(repeats)]
+    large = [peak_rss(2 * steps, chains=chains, draws=draws) for _ in range(repeats)]
+    rss_n = min(r["maxrss_kb"] for r in small) / 1024
+    rss_2n = min(r["maxrss_kb"] for r in large) / 1024
+    out = {"steps": steps, "chains": chains, "draws": draws, "checkpoints": small[0]["checkpoints"],
+           "peak_rss_mib": {"N": rss_n, "2N": rss_2n}, "raw": {"N": small, "2N": large},
+           "growth": rss_2n / rss_n - 1}
+    log(f"  rss: {steps} steps {rss_n:.0f} MiB, {2 * steps} steps {rss_2n:.0f} MiB; growth {out['growth']:+.3%}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("jax", "jaxlib", "numpyro", "blackjax", "arviz-stats"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "?"
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "device": str(jax.devices()[0]), "load_avg_at_start": os.getloadavg(), **versions}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (< 1 min)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["sgld", "nuts", "rss"])
+    args = parser.parse_args()
+    quick = args.quick
+    start = time.perf_counter()
+    info = machine()
+    log(f"machine: {info}")
+    result: dict = {"quick": quick, "machine": info}
+
+    if "sgld" not in args.skip:
+        log("SGLD: fb.sample vs hand-written lax.scan + blackjax.sgld")
+        common = dict(num_chains=4, batch_size=32, step_size=1e-5)
+        if quick:
+            cases = [("400", 1, 500, 2), ("100k", 1, 20, 2)]
+        else:
+            cases = [("400", 1, 5000, 5), ("400", 10, 500, 5), ("100k", 1, 300, 3), ("100k", 10, 60, 3)]
+        sgld = {}
+        for size, thin, draws, repeats in cases:
+            sgld[f"{size}_thin{thin}"] = sgld_case(size, thin=thin, num_draws=draws, repeats=repeats, **common)
+        result["sgld"] = sgld
+        result["sgld_vs_blackjax"] = {size: sgld[f"{size}_thin1"]["ratio"] for size in SIZES}
+        result["sgld_vs_blackjax_whole_call"] = {size: sgld[f"{size}_thin1"]["ratio_whole_call"] for size in SIZES}
+
+    if "nuts" not in args.skip:
+        log("NUTS: fb.sample vs numpyro.infer.MCMC(NUTS, chain_method='vectorized')")
+        if quick:
+            nuts = nuts_case(num_chains=4, num_warmup=200, num_samples=200, seeds=1)
+        else:
+            nuts = nuts_case(num_chains=4, num_warmup=500, num_samples=1000, seeds=3)
+        result["nuts"] = nuts
+        result["nuts_vs_numpyro_ess_per_s"] = nuts["ratio"]
+
+    if "rss" not in args.skip:
+        log("Peak RSS of a ~100k-parameter SGLD run, N vs 2N steps (fresh processes)")
+        rss = rss_case(steps=40 if quick else 1000, chains=4, draws=10, repeats=1 if quick else 2)
+        result["rss"] = rss
+        result["rss_growth_doubling_steps"] = rss["growth"]
+
+    result["benchmark_s"] = time.perf_counter() - start
+    log(f"done in {result['benchmark_s']:.0f} s")
+    print(json.dumps(result, default=float))
+
+
+if __name__ == "__main__":
+    main()
