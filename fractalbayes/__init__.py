@@ -7,7 +7,8 @@
     fb.summary({"sgld": run, "nuts": fb.sample(target, "nuts")})
 """
 
-from . import data, models
+from . import data, metrics, models, slt, tempering
+from .compare import compare
 from .diagnostics import summary
 from .errors import ModelError, SamplerError
 from .run import Run, load_run
@@ -19,6 +20,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ModelError",
+    "compare",
+    "metrics",
+    "slt",
+    "tempering",
     "Run",
     "SAMPLERS",
     "SamplerError",

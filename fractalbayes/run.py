@@ -47,6 +47,8 @@ class Run:
     versions: dict[str, str] = field(default_factory=dict)
     groups: dict[str, xr.Dataset] = field(default_factory=dict)
     """Extra ArviZ groups a sampler adds (e.g. the fractal sampler's ``basins``)."""
+    target: Any = field(default=None, repr=False, compare=False)
+    """The Target sampled (not saved; None after `load_run`): needed for predictions."""
 
     @property
     def num_chains(self) -> int:

@@ -117,6 +117,12 @@ def _advance_fn(kernel: Kernel, target: Target):
     return jax.jit(advance, donate_argnums=0)
 
 
+@functools.cache
+def _warmup_fn(kernel: Kernel):
+    """jit of the vmapped warm-up, once per kernel (the number of steps is static)."""
+    return jax.jit(jax.vmap(kernel.warmup, in_axes=(0, 0, None, None)), static_argnums=2)
+
+
 def _empty_draw_buffers(kernel: Kernel, target: Target, states, hyper, size: int):
     """Zeroed per-chunk buffers shaped like one step's positions and info (no computation)."""
 
@@ -246,7 +252,7 @@ def sample(
     chain_keys = jax.random.split(chain_key, num_chains)
     states = jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper)
     if kernel.warmup is not None:
-        warm = jax.jit(jax.vmap(kernel.warmup, in_axes=(0, 0, None, None)), static_argnums=2)
+        warm = _warmup_fn(kernel)
         tic = time.perf_counter()
         states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
         jax.block_until_ready(states)
@@ -312,6 +318,7 @@ def sample(
             }
         ),
         versions=package_versions(),
+        target=target,
     )
     run.timings = timings | {"total_s": time.perf_counter() - start_time}
     _report_divergence(run)

@@ -78,7 +78,9 @@ class Target:
 
     @functools.cached_property
     def _one_row(self) -> Batch:
-        return {k: v[:1] for k, v in self.data.items()}
+        # Concrete even when first read inside a trace (a cached tracer would leak into later jits).
+        with jax.ensure_compile_time_eval():
+            return {k: v[:1] for k, v in self.data.items()}
 
     # --- densities ---------------------------------------------------------------------------
     def _log_prior_from_trace(self, z: jax.Array, trace: dict) -> jax.Array:
@@ -163,6 +165,21 @@ class Target:
         args, kwargs = self._call(self._one_row)
         trace = handlers.trace(model).get_trace(*args, **kwargs)
         return self.unconstrain({k: trace[k]["value"] for k in self.latent_sites})
+
+    def predictive(self, z: jax.Array, inputs: Batch, key: jax.Array | None = None) -> dict:
+        """Distributions of the observed sites at z for new inputs (model's prior predictive).
+
+        ``inputs`` maps data-argument names (as in ``target.data``, e.g. ``"arg0"``) to new arrays;
+        data arguments not given (the observations) are passed as None.
+        """
+        unconstrained = self._unravel(z)
+        params = {k: self._transforms[k](u) for k, u in unconstrained.items()}
+        batch = {k: inputs.get(k) for k in self.data}
+        args, kwargs = self._call(batch)
+        seed = jax.random.key(0) if key is None else key
+        model = handlers.substitute(handlers.seed(self.model, seed), data=params)
+        trace = handlers.trace(model).get_trace(*args, **kwargs)
+        return {k: trace[k]["fn"] for k in self.observed_sites}
 
     def observed_data(self) -> dict[str, np.ndarray]:
         """Observed values of every observed site on the full data."""

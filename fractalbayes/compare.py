@@ -1,0 +1,123 @@
+"""How close is each sampler's weight distribution to a reference: one table, three views.
+
+Per arm against the reference run (Izmailov et al. 2021 for the function-space view):
+- chain health: min ESS bulk / tail, max R-hat (arviz-stats), diverging draws;
+- weight space (flat unconstrained positions, each arm subsampled to ``max_draws`` with a recorded
+  seed): sum of marginal Wasserstein-1 (arviz-stats, joint=False), sliced Wasserstein, RBF-MMD with
+  a permutation p-value, KL between Gaussian fits, ArviZ's 1-nearest-neighbour KL;
+- function space on probe inputs: top-1 agreement and total variation of the mean predictive
+  distribution (classifiers), Wasserstein-1 of predictive samples (regression);
+- basin masses when both runs carry basin labels (the fractal sampler): KL / JS / Wasserstein.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .predict import class_probabilities, predictive_samples
+from .run import Run
+from .target import Target
+
+
+def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) -> np.ndarray:
+    flat = positions.reshape(-1, positions.shape[-1])
+    if flat.shape[0] <= max_draws:
+        return flat
+    return flat[np.sort(rng.choice(flat.shape[0], max_draws, replace=False))]
+
+
+def chain_health(run: Run) -> dict[str, float]:
+    """Min ESS bulk/tail and max R-hat over all posterior sites, and the count of diverging draws."""
+    from .diagnostics import summary
+
+    table = summary({"run": run}, kind="diagnostics")
+    return {
+        "ess_bulk_min": float(table["ess_bulk"].min()),
+        "ess_tail_min": float(table["ess_tail"].min()),
+        "r_hat_max": float(table["r_hat"].max()) if run.num_chains > 1 else float("nan"),
+        "diverging": int(np.sum(run.stats["diverging"])),
+    }
+
+
+def weight_distances(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+    """Distances between two flat weight sample sets (n, d) and (m, d)."""
+    mmd = metrics.mmd_rbf(x, y, seed=seed)
+    return {
+        "wasserstein_marginal": metrics.marginal_wasserstein(x, y, seed=seed),
+        "sliced_wasserstein": metrics.sliced_wasserstein(x, y, seed=seed),
+        "mmd": mmd.statistic,
+        "mmd_p_value": mmd.p_value,
+        "gaussian_kl": metrics.gaussian_kl(x, y),
+        "nn_kl": metrics.nn_kl(x, y, seed=seed),
+    }
+
+
+def _is_classifier(target: Target, probe) -> bool:
+    try:
+        class_probabilities(target, np.zeros((1, target.dim), np.float32), probe)
+    except ValueError:
+        return False
+    return True
+
+
+def function_distances(target: Target, x: np.ndarray, y: np.ndarray, probe) -> dict[str, float]:
+    """Predictive agreement and total variation (classifiers) or predictive W1 (regression)."""
+    if _is_classifier(target, probe):
+        p, q = class_probabilities(target, x, probe), class_probabilities(target, y, probe)
+        return {"agreement": metrics.predictive_agreement(p, q), "predictive_tv": metrics.predictive_tv(p, q)}
+    p, q = predictive_samples(target, x, probe, seed=0), predictive_samples(target, y, probe, seed=1)
+    return {"predictive_wasserstein": metrics.predictive_wasserstein(p.reshape(len(p), -1), q.reshape(len(q), -1))}
+
+
+def basin_masses(run: Run) -> np.ndarray | None:
+    """Fraction of draws per basin label, when the run carries labels (``stats['basin']``)."""
+    if "basin" not in run.stats:
+        return None
+    labels = run.stats["basin"].reshape(-1).astype(int)
+    return np.bincount(labels, minlength=labels.max() + 1) / labels.size
+
+
+def compare(
+    runs: dict[str, Run],
+    reference: str = "nuts",
+    probe=None,
+    *,
+    target: Target | None = None,
+    max_draws: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per arm: chain health, weight-space and function-space distances to `reference`.
+
+    ``probe`` (inputs for the model's first data argument) enables the function-space columns; it
+    needs the target, taken from the runs (``run.target``) or given. Draws are subsampled to
+    ``max_draws`` per arm with ``seed`` (scipy's joint Wasserstein is too slow for defaults, so the
+    marginal and sliced versions are used).
+    """
+    if reference not in runs:
+        raise ValueError(f"reference {reference!r} is not among the runs {sorted(runs)}")
+    fingerprints = {name: run.config.get("target", {}).get("fingerprint") for name, run in runs.items()}
+    if len(set(fingerprints.values())) > 1:
+        raise ValueError(f"runs sample different targets (fingerprints {fingerprints}); compare runs of one target")
+    target = target or runs[reference].target or next((r.target for r in runs.values() if r.target), None)
+    if probe is not None and target is None:
+        raise ValueError("function-space comparison needs the target: pass target=... (runs loaded from disk carry none)")
+    rng = np.random.default_rng(seed)
+    draws = {name: _subsample(run.positions, max_draws, rng) for name, run in runs.items()}
+    ref_masses = basin_masses(runs[reference])
+    rows = {}
+    for name, run in runs.items():
+        row = chain_health(run) | {"num_draws": run.num_chains * run.num_draws}
+        if name != reference:
+            row |= weight_distances(draws[name], draws[reference], seed=seed)
+            if probe is not None:
+                row |= function_distances(target, draws[name], draws[reference], probe)
+            masses = basin_masses(run)
+            if masses is not None and ref_masses is not None and len(masses) == len(ref_masses):
+                row |= {f"basin_{k}": v for k, v in metrics.mass_divergences(ref_masses, masses).items()}
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "arm"
+    table.attrs = {"reference": reference, "max_draws": max_draws, "seed": seed}
+    return table
