@@ -64,3 +64,11 @@ def predictive_samples(target: Target, positions, inputs, *, site: str | None = 
     keys = jax.random.split(jax.random.key(seed), flat.shape[0])
     out = jax.jit(jax.vmap(draw))(flat, keys)
     return np.asarray(out).reshape(np.shape(positions)[:-1] + out.shape[1:])
+
+
+def predictive_mean(target: Target, positions, inputs, *, site: str | None = None) -> np.ndarray:
+    """E[y | x, w] for every draw: shape (*positions.shape[:-1], n_probe, ...)."""
+    name, probe = _site(target, site), _probe_inputs(target, inputs)
+    flat = np.asarray(positions).reshape(-1, np.shape(positions)[-1])
+    out = jax.jit(jax.vmap(lambda z: target.predictive(z, probe)[name].mean))(flat)
+    return np.asarray(out).reshape(np.shape(positions)[:-1] + out.shape[1:])

@@ -51,12 +51,12 @@ class Schedule(NamedTuple):
     record_steps: jax.Array
 
 
-def geometric_steps(total_steps: int, num: int) -> np.ndarray:
-    """About `num` distinct integer steps from 0 to `total_steps`, geometrically spaced after 0."""
-    if total_steps == 0:
-        return np.zeros(1, np.int64)
-    grid = np.unique(np.round(np.geomspace(1, total_steps, max(num - 1, 1))).astype(np.int64))
-    return np.concatenate([[0], grid])
+def geometric_steps(total_steps: int, num: int, start: int = 0) -> np.ndarray:
+    """Step 0, then about `num` - 1 distinct steps start + t with t geometric in [1, total - start]."""
+    if total_steps == start:
+        return np.unique([0, start])
+    lags = np.unique(np.round(np.geomspace(1, total_steps - start, max(num - 1, 1))).astype(np.int64))
+    return np.unique(np.concatenate([[0, start], start + lags]))
 
 
 def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
@@ -210,6 +210,7 @@ def sample(
     seed: int = 0,
     init: Any = None,
     num_checkpoints: int = 100,
+    checkpoint_start: int = 0,
     record_window: tuple[int, int] | None = None,
     progress: bool | None = None,
     **options: Any,
@@ -219,11 +220,20 @@ def sample(
     ``burn_in`` steps are taken first (for NUTS: window adaptation), then ``num_samples * thin``
     steps of which every ``thin``-th is kept. ``init`` is None/'prior' (prior draws), 'uniform'
     (U(-2, 2) in unconstrained space, NumPyro's default), a dict of sites or a flat array.
+    Positions are recorded at step 0 and on a geometric grid of about ``num_checkpoints`` lags
+    after ``checkpoint_start`` (e.g. ``burn_in``, to study late-time diffusion from there);
     ``record_window=(start, length)`` also records every step in [start, start + length).
     ``options`` go to the sampler (see ``fractalbayes.samplers``); unknown ones are an error.
     """
+    if sampler == "fractal":
+        from .fractal import sample_fractal
+
+        if init is not None or record_window is not None:
+            raise ModelError("the fractal sampler starts each basin at its SGD medoid: drop init / record_window")
+        return sample_fractal(target, num_chains=num_chains, num_samples=num_samples, burn_in=burn_in, thin=thin,
+                              seed=seed, progress=progress, **options)
     if sampler not in SAMPLERS:
-        raise ModelError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        raise ModelError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS) + ['fractal']}")
     num_chains = _count("num_chains", num_chains, 1)
     num_samples = _count("num_samples", num_samples, 1)
     burn_in = _count("burn_in", burn_in, 0)
@@ -237,7 +247,10 @@ def sample(
     main_steps = num_samples * thin
     loop_burn = 0 if kernel.warmup is not None else burn_in
     total_steps = loop_burn + main_steps
-    record_steps = geometric_steps(total_steps, num_checkpoints)
+    checkpoint_start = _count("checkpoint_start", checkpoint_start, 0)
+    if checkpoint_start >= max(total_steps, 1):
+        raise ModelError(f"checkpoint_start={checkpoint_start} is not before the last step {total_steps}")
+    record_steps = geometric_steps(total_steps, num_checkpoints, checkpoint_start)
     if record_window is not None:
         start, length = (_count("record_window start", record_window[0], 0), _count("record_window length", record_window[1], 1))
         if start + length > total_steps + 1:
@@ -312,6 +325,7 @@ def sample(
                 "seed": seed,
                 "init": init if init is None or isinstance(init, str) else "given",
                 "record_window": record_window,
+                "checkpoint_start": checkpoint_start,
                 "batch_size": target.batch_size,
                 "target": {"name": target.name, "n_data": target.n_data, "dim": target.dim,
                            "fingerprint": target.fingerprint},

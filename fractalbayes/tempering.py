@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from fractalbayes.metrics import as_masses, mass_divergences
 
-__all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks"]
+__all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks", "temper"]
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
@@ -301,7 +301,7 @@ def _fit_xi_scale(
     return float(theta[0]), log_scale, kl
 
 
-def _tempered(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str) -> np.ndarray:
+def temper(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str = "inverse") -> np.ndarray:
     """Tempered SGD masses; basins with p_sgd = 0 keep mass 0.
 
     "power": p_t,k = p_sgd,k^{e_k} / sum_j p_sgd,j^{e_j}.
@@ -394,10 +394,10 @@ def fit_tempering(
 
     exponents = np.exp(log_s + slopes * log_xi)
     c_global = math.exp(log_c)
-    p_tempered = _tempered(p_sgd, exponents, tempering)
+    p_tempered = temper(p_sgd, exponents, tempering)
     tempered = mass_divergences(p_b, p_tempered)
     untempered = mass_divergences(p_b, p_sgd)
-    global_ = mass_divergences(p_b, _tempered(p_sgd, np.full_like(p_sgd, c_global), "power"))
+    global_ = mass_divergences(p_b, temper(p_sgd, np.full_like(p_sgd, c_global), "power"))
     k = p_b.size
     return TemperingFit(
         xi=math.exp(log_xi),
