@@ -20,14 +20,18 @@ from .errors import ModelError
 from .predict import class_probabilities, predictive_mean
 from .target import Target
 
-FEATURES = ("labels", "probs", "mean")
+FEATURES = ("labels", "probs", "mean", "weights")
 
 
 def function_features(target: Target, positions: np.ndarray, probe, *, feature: str = "labels") -> np.ndarray:
-    """One feature row per network (n, F): one-hot decisions, class probabilities or predictive means."""
+    """One feature row per network (n, F): one-hot decisions, class probabilities, predictive means,
+    or the flat weights themselves (``"weights"``: for toys without symmetries, where distinct
+    minima predict the same function)."""
     if feature not in FEATURES:
         raise ModelError(f"feature must be one of {FEATURES}, got {feature!r}")
     positions = np.asarray(positions).reshape(-1, target.dim)
+    if feature == "weights":
+        return positions
     if feature == "mean":
         return predictive_mean(target, positions, probe).reshape(len(positions), -1)
     probs = class_probabilities(target, positions, probe)

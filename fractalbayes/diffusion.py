@@ -1,7 +1,8 @@
 """Weight diffusion: displacement R(t), scaling fits, walk and spectral dimensions.
 
 Implements the displacement analysis of Hennick & De Baerdemacker, "Almost Bayesian"
-(arXiv 2503.22478); equation numbers refer to docs/SCIENCE (section 3).
+(arXiv 2503.22478). Equation numbers are those of the project's science notes (SCIENCE.md,
+section 3), which restate the paper's relations.
 
 * Displacement  R(t) = || w_{t0+t} - w_{t0} ||_2 over all flattened parameters, per chain.
 * Fit           log R = intercept + slope * log t on a window (eq. 7, second estimator),
@@ -20,10 +21,13 @@ Conventions: ``t0`` is a recorded step; lags are t = step - t0 for the recorded 
 ``window = (t_start, t_end)`` is given in lags (equal to steps when t0 = 0). The ensemble curve
 that is fitted is the mean of R over chains; the MSD exponent is 2 * slope. All three
 one-regime models and the two-regime model are scored on log R over the same points, so their
-r^2 and AIC are directly comparable.
+r^2 and AIC are directly comparable. Log-log fits keep at most one recorded lag per 1/256 of
+their log-time range, so a dense stretch of the record (a window of consecutive steps inside
+the checkpoint grid) does not outweigh the rest; a geometric grid of up to 256 lags is used
+whole.
 
 Everything runs on numpy arrays. The checkpoints are read once, in blocks of parameters per
-chain, in float64; no copy of the checkpoint array is made, so memory-mapped input works.
+chain; no copy of the checkpoint array is made, so memory-mapped input works.
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ __all__ = [
 ]
 
 FRACTAL_DIMS = ("lambda", "2lambda")
-_BLOCK = 512  # parameters per block: keeps each float64 work block of K rows in cache
+_BLOCK = 512  # parameters per block: a block of K rows stays in cache
 _MAX_LAG_MSD_LAGS = 32
+_MIN_LAG_WINDOW = 4  # consecutive steps needed for a lag curve (3 lags)
+_LOG_BINS = 256  # log-log fits keep at most one lag per 1/256 of their log-time range
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +93,7 @@ class TwoRegimeFit(NamedTuple):
     """Continuous broken power law in log-log space with a fitted crossover time.
 
     log R = log_r_cross + early_slope * min(x - x_c, 0) + late_slope * max(x - x_c, 0),
-    x = log t, crossover = exp(x_c). Fitted on every lag with positive mean R.
+    x = log t, crossover = exp(x_c). Fitted on all lags with positive mean R (log-thinned).
     """
 
     early_slope: float
@@ -120,11 +126,13 @@ class DimensionEstimate(NamedTuple):
 
 
 class LagMSD(NamedTuple):
-    """Time-averaged MSD over a window of consecutive steps (Metzler et al. 2014, eq. 9).
+    """Time-averaged MSD over a window of consecutive steps.
 
-    msd[c, j] = 1/(W - lag_j) sum_i || w_{i + lag_j} - w_i ||^2 for chain c; ``exponent`` and
-    ``r2`` come from OLS of log(mean_c msd) on log lag. For a CTRW with waiting-time exponent
-    alpha the time average grows linearly in the lag while the ensemble MSD grows as t^alpha.
+    msd[c, j] = 1/(W - lag_j) sum_i || w_{i + lag_j} - w_i ||^2 for chain c (Metzler, Jeon,
+    Cherstvy & Barkai 2014); ``exponent`` and ``r2`` come from OLS of log(mean_c msd) on log lag.
+    For a CTRW with waiting-time density psi(t) ~ t^(-1-alpha) (Metzler & Klafter 2000) the
+    time average grows linearly in the lag while the ensemble MSD grows as t^alpha (weak
+    ergodicity breaking), so the two exponents together tell trapping from a fractal medium.
     """
 
     start: int
@@ -138,14 +146,17 @@ class LagMSD(NamedTuple):
 class DiffusionResult:
     """Displacement curves, fits and derived dimensions of one analysis.
 
-    ``radius[c, j]`` is R for chain c at lag ``lags[j]``. ``lambda_bar`` is None, and ``d_s``,
-    ``bound_holds`` are NaN / None, when no LLC was given.
+    ``radius[c, j]`` is R for chain c at lag ``lags[j]``; ``fitted`` marks the lags that the
+    window fits use (the window, log-thinned). ``lambda_bar`` is None, and ``d_s``,
+    ``bound_holds`` are NaN / None, when no LLC was given. ``table()`` and ``to_arviz()`` export
+    every number; :func:`plot_displacement` and :func:`plot_llc` draw it.
     """
 
     t0: float
     lags: np.ndarray
     radius: np.ndarray
     window: tuple[float, float]
+    fitted: np.ndarray
     power_law: PowerLawFit
     brownian: BaselineFit
     logarithmic: BaselineFit
@@ -236,7 +247,10 @@ class DiffusionResult:
         Columns: model, quantity, value, ci_low, ci_high and the settings (t0, window_start,
         window_end, xi, fractal_dim, n_chains) repeated on every row, so tables from many runs
         concatenate. ``bound_holds`` is 1.0 / 0.0 (NaN without an LLC); ``delta_aic`` is AIC
-        minus the smallest AIC among the one-regime models (0 = preferred).
+        minus the smallest AIC among the one-regime models (0 = preferred). For the independent
+        estimates, ``d_f_implied = d_s * d_walk / 2`` is the fractal dimension Alexander-Orbach
+        needs to reconcile them with the slope: compare it with lambda_bar (paper convention)
+        or 2 lambda_bar (textbook); equivalently, compare their d_s with the derived d_s.
         """
         nan = float("nan")
         scale = 2.0 * _fractal_dimension(self.lambda_bar, self.fractal_dim)
@@ -270,10 +284,11 @@ class DiffusionResult:
         ]
         d_walk_ci = (1 / hi, 1 / lo) if lo > 0 else (nan, nan)
         bound = self.bound_holds
+        lambda_bar = nan if self.lambda_bar is None else self.lambda_bar
         rows += [
             ("derived", "d_walk", self.d_walk, *d_walk_ci),
-            ("derived", "lambda_bar", nan if self.lambda_bar is None else self.lambda_bar, nan, nan),
-            ("derived", "d_s", self.d_s, scale * lo, scale * hi),
+            ("derived", "lambda_bar", lambda_bar, nan, nan),
+            ("derived", "d_s", self.d_s, *sorted((scale * lo, scale * hi))),
             ("derived", "bound_holds", nan if bound is None else float(bound), nan, nan),
             ("derived", "D_xi", self.D_xi, nan, nan),
         ]
@@ -335,7 +350,7 @@ class DiffusionResult:
                     "R_mean": ("lag", self.radius_mean),
                     "R_std": ("lag", self.radius_std),
                     "msd": ("lag", self.msd),
-                    "in_window": ("lag", self.in_window),
+                    "fitted": ("lag", self.fitted),
                 },
                 coords={"chain": chain, "lag": self.lags, "step": ("lag", self.lags + self.t0)},
             ),
@@ -353,7 +368,9 @@ class DiffusionResult:
                 attrs={"start": self.lag_msd.start},
             )
         if self.llc_steps is not None:
-            groups["llc"] = xr.Dataset({"llc": ("step", self.llc_values)}, coords={"step": self.llc_steps})
+            groups["llc"] = xr.Dataset(
+                {"llc": ("step", self.llc_values)}, coords={"step": self.llc_steps}
+            )
         return xr.DataTree.from_dict(groups)
 
 
@@ -502,8 +519,26 @@ def _bootstrap_slopes(
         with np.errstate(divide="ignore"):
             y = np.log(counts @ per_chain / chains)
         finite = np.all(np.isfinite(y), axis=1)
-        slopes.append(np.where(finite, _ols_slopes(np.log(t), np.where(finite[:, None], y, 0.0)), np.nan))
+        fitted = _ols_slopes(np.log(t), np.where(finite[:, None], y, 0.0))
+        slopes.append(np.where(finite, fitted, np.nan))
     return np.concatenate(slopes)
+
+
+def _log_thin(lags: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The first masked lag in each of ``_LOG_BINS`` equal bins of log t over the masked range.
+
+    Leaves a log-spaced grid of up to 256 lags as it is and cuts a dense stretch (consecutive
+    steps) down to its share of log time, so each part of the range weighs by its log extent.
+    """
+    idx = np.flatnonzero(mask)
+    if idx.size < 2:
+        return mask
+    x = np.log(lags[idx])
+    bins = np.floor((x - x[0]) / (x[-1] - x[0]) * _LOG_BINS)
+    _, first = np.unique(bins, return_index=True)
+    kept = np.zeros_like(mask)
+    kept[idx[first]] = True
+    return kept
 
 
 def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -516,6 +551,21 @@ def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+class _Bootstrap(NamedTuple):
+    """Chain-bootstrap settings: replicates, interval level, seed."""
+
+    n_boot: int
+    level: float
+    seed: int
+
+    def interval(
+        self, t: np.ndarray, per_chain: np.ndarray, scale: float = 1.0
+    ) -> tuple[float, float]:
+        """Percentile interval of scale * (log-log slope of the chain-resampled mean curve)."""
+        slopes = _bootstrap_slopes(t, per_chain, self.n_boot, self.seed)
+        return _percentile_ci(scale * slopes, self.level)
+
+
 # --------------------------------------------------------------------------------------------
 # One pass over the checkpoints
 # --------------------------------------------------------------------------------------------
@@ -524,27 +574,33 @@ def _reduce_checkpoints(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared displacements ||w_k - w_ref||^2 for k > ref, and projected positions w_k P.
 
-    Reads x (chains, K, d) once, block of ``_BLOCK`` parameters by block, each block cast to
-    float64; returns (chains, K - ref - 1) and (chains, K, proj_dim).
+    Reads x (chains, K, d) once, ``_BLOCK`` parameters at a time, into one reused difference
+    buffer; each block is summed in the input precision (at least float32: relative error
+    ~ 512 eps) and the blocks are accumulated in float64. Returns (chains, K - ref - 1) and
+    (chains, K, proj_dim).
     """
     chains, n_steps, dim = x.shape
+    work = np.result_type(x.dtype, np.float32)
+    projection = projection.astype(work)
+    buffer = np.empty((n_steps - ref - 1, min(_BLOCK, dim)), dtype=work)
     sq = np.zeros((chains, n_steps - ref - 1))
     proj = np.zeros((chains, n_steps, projection.shape[1]))
     for c in range(chains):
         for j in range(0, dim, _BLOCK):
-            block = np.asarray(x[c, :, j : j + _BLOCK], dtype=np.float64)
+            block = x[c, :, j : j + _BLOCK]
             proj[c] += block @ projection[j : j + _BLOCK]
-            diff = block[ref + 1 :]
-            diff -= block[ref]
+            diff = np.subtract(block[ref + 1 :], block[ref], out=buffer[:, : block.shape[1]])
             sq[c] += np.einsum("ij,ij->i", diff, diff)
     return sq, proj
 
 
 def _project(x: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """Positions x (chains, T, d) times projection (d, k), block by block: (chains, T, k)."""
+    """Positions x (chains, T, d) times projection (d, k), chain by chain and block by block."""
+    projection = projection.astype(np.result_type(x.dtype, np.float32))
     out = np.zeros(x.shape[:2] + (projection.shape[1],))
-    for j in range(0, x.shape[2], _BLOCK):
-        out += np.asarray(x[:, :, j : j + _BLOCK], dtype=np.float64) @ projection[j : j + _BLOCK]
+    for c in range(x.shape[0]):
+        for j in range(0, x.shape[2], _BLOCK):
+            out[c] += x[c, :, j : j + _BLOCK] @ projection[j : j + _BLOCK]
     return out
 
 
@@ -603,6 +659,12 @@ def _covering_counts(positions: np.ndarray, xi: float) -> np.ndarray:
     return np.cumsum(new.reshape(chains, steps), axis=1)
 
 
+def _past_plateau(positions: np.ndarray, xi: float) -> np.ndarray:
+    """Lags where the ensemble rms displacement from positions[:, 0] is at least 2 xi."""
+    sq = np.sum((positions[:, 1:] - positions[:, :1]) ** 2, axis=-1)
+    return np.sqrt(sq.mean(axis=0)) >= 2 * xi
+
+
 def _dimension_estimate(
     method: str,
     data: str,
@@ -611,21 +673,35 @@ def _dimension_estimate(
     fitted: np.ndarray,
     sign: float,
     proj_dim: int,
-    n_boot: int,
-    ci: float,
-    seed: int,
+    boot: _Bootstrap,
 ) -> DimensionEstimate:
     """d_s = sign * 2 * slope of log(mean over chains of per_chain) on log lag over ``fitted``."""
     curve = per_chain.mean(axis=0)
-    fitted = fitted & (curve > 0)
+    fitted = _log_thin(lags, fitted & (curve > 0))
     nan = float("nan")
     if fitted.sum() < 3:
-        return DimensionEstimate(method, data, lags, curve, fitted, nan, nan, nan, (nan, nan), proj_dim)
+        return DimensionEstimate(
+            method, data, lags, curve, fitted, nan, nan, nan, (nan, nan), proj_dim
+        )
     fit = fit_power_law(lags[fitted], curve[fitted])
-    boot = sign * 2.0 * _bootstrap_slopes(lags[fitted], per_chain[:, fitted], n_boot, seed)
     return DimensionEstimate(
         method, data, lags, curve, fitted, fit.slope, fit.r2, sign * 2.0 * fit.slope,
-        _percentile_ci(boot, ci), proj_dim,
+        boot.interval(lags[fitted], per_chain[:, fitted], sign * 2.0), proj_dim,
+    )
+
+
+def _return_estimate(
+    projected: np.ndarray, lags: np.ndarray, in_window: np.ndarray, xi: float, boot: _Bootstrap
+) -> DimensionEstimate:
+    """P0(t) = fraction of chains within xi of their t0 position ~ t^(-d_s/2).
+
+    ``projected`` holds the projected checkpoints from t0 on, (chains, 1 + lags, k).
+    """
+    inside = np.sum((projected[:, 1:] - projected[:, :1]) ** 2, axis=-1) < xi**2
+    fitted = in_window & _past_plateau(projected, xi)
+    k = projected.shape[2]
+    return _dimension_estimate(
+        "return", "checkpoints", lags, inside.astype(float), fitted, -1.0, k, boot
     )
 
 
@@ -637,29 +713,24 @@ def _covering_estimate(
     projected: np.ndarray,
     projection: np.ndarray,
     xi: float,
-    k: int,
-    n_boot: int,
-    ci: float,
-    seed: int,
+    boot: _Bootstrap,
 ) -> DimensionEstimate:
-    """Covering estimate N(t) ~ t^(d_s/2) on the densest consecutive record available."""
+    """N(t) ~ t^(d_s/2) on the densest consecutive record: the checkpoints when unit-spaced
+    from t0 on (fitted inside the window), else the lag window (all its lags)."""
+    k = projection.shape[1]
     if np.all(np.diff(inputs.steps[ref:]) == 1):
         positions, dense_lags, mask, data = projected[:, ref:], lags, in_window, "checkpoints"
-    elif inputs.lag_window is not None and inputs.lag_window.shape[1] > 3:
+    elif inputs.lag_window is not None:
         positions = _project(inputs.lag_window, projection)
         dense_lags = np.arange(1, positions.shape[1], dtype=float)
         mask, data = np.ones(dense_lags.size, dtype=bool), "lag_window"
     else:
-        empty = np.array([])
-        nan = float("nan")
-        return DimensionEstimate(
-            "covering", "unavailable", empty, empty, empty.astype(bool), nan, nan, nan, (nan, nan), k
-        )
+        empty, nan = np.array([]), float("nan")
+        no_fit = (nan, nan, nan, (nan, nan))
+        return DimensionEstimate("covering", "unavailable", empty, empty, empty > 0, *no_fit, k)
     counts = _covering_counts(positions, xi)[:, 1:]
-    rms = np.sqrt(np.mean(np.sum((positions[:, 1:] - positions[:, :1]) ** 2, axis=-1), axis=0))
-    return _dimension_estimate(
-        "covering", data, dense_lags, counts, mask & (rms >= 2 * xi), 1.0, k, n_boot, ci, seed
-    )
+    fitted = mask & _past_plateau(positions, xi)
+    return _dimension_estimate("covering", data, dense_lags, counts, fitted, 1.0, k, boot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,10 +752,13 @@ def _unpack(source: Any, times: Any) -> _Inputs:
                 "Drop the times argument."
             )
         window = getattr(source, "lag_window", None)
+        window = None if window is None else np.asarray(window)
+        if window is not None and window.ndim == 3 and window.shape[1] < _MIN_LAG_WINDOW:
+            window = None  # too short for a lag curve: treated as not recorded
         return _Inputs(
             np.asarray(source.checkpoints),
             np.asarray(source.checkpoint_steps),
-            None if window is None else np.asarray(window),
+            window,
             int(getattr(source, "lag_window_start", 0) or 0),
         )
     if times is None:
@@ -704,14 +778,25 @@ def _check_fractal_dim(fractal_dim: str) -> None:
 
 
 def _validate(
-    inputs: _Inputs, t0: float, window: tuple[float, float] | None, xi: float, fractal_dim: str
+    inputs: _Inputs,
+    t0: float,
+    window: tuple[float, float] | None,
+    xi: float,
+    fractal_dim: str,
+    proj_dim: int,
+    boot: _Bootstrap,
 ) -> tuple[int, np.ndarray, tuple[float, float]]:
     """Check shapes and settings; return the reference index, the lags and the window."""
-    x, steps = inputs.checkpoints, inputs.steps
+    x, steps, lag_window = inputs.checkpoints, inputs.steps, inputs.lag_window
     if x.ndim != 3:
         raise ValueError(
             f"positions must have shape (chains, K, d), got ndim={x.ndim} {x.shape}; "
             "add a chain axis with x[None] for a single trajectory."
+        )
+    if lag_window is not None and (lag_window.ndim != 3 or lag_window.shape[::2] != x.shape[::2]):
+        raise ValueError(
+            f"run.lag_window must have shape (chains, W, d) = ({x.shape[0]}, W, {x.shape[2]}) like "
+            f"the checkpoints, got {lag_window.shape}; set it to None if it was not recorded."
         )
     if steps.ndim != 1 or steps.size != x.shape[1]:
         raise ValueError(
@@ -719,20 +804,30 @@ def _validate(
             f"{steps.shape}."
         )
     if not np.all(np.isfinite(steps)) or np.any(np.diff(steps) <= 0):
-        raise ValueError("times must be finite and strictly increasing; sort the checkpoints by step.")
+        raise ValueError(
+            "times must be finite and strictly increasing; sort the checkpoints by step."
+        )
     if not (np.isfinite(xi) and xi > 0):
         raise ValueError(f"xi must be a positive length, got {xi}; the paper uses xi = 0.5.")
     _check_fractal_dim(fractal_dim)
+    if proj_dim < 1 or boot.n_boot < 1 or not 0 < boot.level < 1:
+        raise ValueError(
+            f"need proj_dim >= 1, n_boot >= 1 and 0 < ci < 1; got {proj_dim}, {boot.n_boot}, "
+            f"{boot.level}."
+        )
     hits = np.flatnonzero(steps == t0)
     if hits.size == 0:
         below, above = steps[steps < t0], steps[steps > t0]
         nearest = [float(s) for s in (below[-1:].tolist() + above[:1].tolist())]
-        raise ValueError(f"t0={t0} is not a recorded step; the nearest recorded steps are {nearest}.")
+        raise ValueError(
+            f"t0={t0} is not a recorded step; the nearest recorded steps are {nearest}."
+        )
     ref = int(hits[0])
     lags = (steps[ref + 1 :] - steps[ref]).astype(float)
     if lags.size < 3:
         raise ValueError(
-            f"only {lags.size} recorded steps after t0={t0}; choose an earlier t0 so at least 3 remain."
+            f"only {lags.size} recorded steps after t0={t0}; choose an earlier t0 so that at "
+            "least 3 remain."
         )
     if window is None:
         return ref, lags, (float(lags[0]), float(lags[-1]))
@@ -747,12 +842,15 @@ def _validate(
     inside = int(np.sum((lags >= t_start) & (lags <= t_end)))
     if inside < 3:
         raise ValueError(
-            f"window {window} holds {inside} recorded lags; a fit needs at least 3, widen the window."
+            f"window {window} holds {inside} recorded lags; a fit needs at least 3, widen the "
+            "window."
         )
     return ref, lags, (t_start, t_end)
 
 
-def _llc_average(llc: Any, step_range: tuple[float, float]) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
+def _llc_average(
+    llc: Any, step_range: tuple[float, float]
+) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
     """lambda_bar: the number itself, or the time average of llc.values over the window steps.
 
     The time average is (1/(b - a)) int_a^b lambda dt with the trapezoid rule over the recorded
@@ -774,7 +872,8 @@ def _llc_average(llc: Any, step_range: tuple[float, float]) -> tuple[float | Non
     if not inside.any():
         raise ValueError(
             f"no LLC value recorded at steps inside the window {step_range}; LLC steps span "
-            f"[{steps.min():g}, {steps.max():g}]. Record the LLC inside the window or pass a number."
+            f"[{steps.min():g}, {steps.max():g}]. Record the LLC inside the window or pass a "
+            "number."
         )
     s, v = steps[inside], values[inside]
     average = float(v[0]) if s.size == 1 else float(np.trapezoid(v, s) / (s[-1] - s[0]))
@@ -823,16 +922,14 @@ def analyze(
 
     The covering estimate needs consecutive steps: it uses the checkpoints when they are
     unit-spaced from t0 on (fitted inside the window), else the Run's lag window (all lags),
-    else it is marked "unavailable". Both independent fits keep lags where the projected rms
-    displacement is at least 2 xi, i.e. past the initial plateau where the walker has not left
-    its first xi-ball.
+    else it is marked "unavailable"; a lag window shorter than 4 steps counts as not recorded.
+    Both independent fits keep lags where the projected rms displacement is at least 2 xi, i.e.
+    past the initial plateau where the walker has not left its first xi-ball. Covering counts
+    are meaningful when xi exceeds the typical single-step displacement.
     """
     inputs = _unpack(source, times)
-    ref, lags, window = _validate(inputs, t0, window, xi, fractal_dim)
-    if int(proj_dim) < 1 or int(n_boot) < 1 or not 0 < ci < 1:
-        raise ValueError(
-            f"need proj_dim >= 1, n_boot >= 1 and 0 < ci < 1; got {proj_dim}, {n_boot}, {ci}."
-        )
+    boot = _Bootstrap(int(n_boot), float(ci), int(seed))
+    ref, lags, window = _validate(inputs, t0, window, xi, fractal_dim, int(proj_dim), boot)
     steps = inputs.steps
     llc_range = (float(steps[ref] + window[0]), float(steps[ref] + window[1]))
     lambda_bar, llc_steps, llc_values = _llc_average(llc, llc_range)
@@ -851,20 +948,10 @@ def analyze(
             f"mean R(t) is 0 at lags {lags[in_window & (mean_r <= 0)].tolist()} (no chain moved); "
             "start the window later."
         )
-    t_fit, r_fit = lags[in_window], mean_r[in_window]
-    boot = _bootstrap_slopes(t_fit, radius[:, in_window], n_boot, seed)
-    power_law = fit_power_law(t_fit, r_fit)._replace(ci=_percentile_ci(boot, ci))
-    positive = mean_r > 0
-
-    proj_disp = projected[:, ref + 1 :] - projected[:, ref : ref + 1]
-    proj_sq = np.sum(proj_disp**2, axis=-1)
-    past_plateau = np.sqrt(proj_sq.mean(axis=0)) >= 2 * xi
-    k = projection.shape[1]
-    returns = _dimension_estimate(
-        "return", "checkpoints", lags, (proj_sq < xi**2).astype(float),
-        in_window & past_plateau, -1.0, k, n_boot, ci, seed,
-    )
-    covering = _covering_estimate(inputs, ref, lags, in_window, projected, projection, xi, k, n_boot, ci, seed)
+    fitted = _log_thin(lags, in_window)
+    t_fit, r_fit = lags[fitted], mean_r[fitted]
+    power_law = fit_power_law(t_fit, r_fit)._replace(ci=boot.interval(t_fit, radius[:, fitted]))
+    two_regime_lags = _log_thin(lags, mean_r > 0)
     lag_msd = None
     if inputs.lag_window is not None:
         lag_msd = _lag_msd(inputs.lag_window, inputs.lag_window_start)
@@ -874,17 +961,18 @@ def analyze(
         lags=lags,
         radius=radius,
         window=window,
+        fitted=fitted,
         power_law=power_law,
         brownian=fit_brownian(t_fit, r_fit),
         logarithmic=fit_logarithmic(t_fit, r_fit),
-        two_regime=fit_two_regime(lags[positive], mean_r[positive]),
+        two_regime=fit_two_regime(lags[two_regime_lags], mean_r[two_regime_lags]),
         xi=float(xi),
         fractal_dim=fractal_dim,
         lambda_bar=lambda_bar,
         llc_steps=llc_steps,
         llc_values=llc_values,
-        covering=covering,
-        returns=returns,
+        covering=_covering_estimate(inputs, ref, lags, in_window, projected, projection, xi, boot),
+        returns=_return_estimate(projected[:, ref:], lags, in_window, xi, boot),
         lag_msd=lag_msd,
     )
 
@@ -910,7 +998,8 @@ def plot_displacement(result: DiffusionResult, ax: Any = None, max_chains: int =
     pl = result.power_law
     ax.plot(tw, np.exp(pl.intercept) * tw**pl.slope, "C3-", lw=1.5,
             label=f"power law, slope {pl.slope:.3f} (r$^2$ {pl.r2:.3f})")
-    ax.plot(tw, np.exp(result.brownian.params[0]) * np.sqrt(tw), "k--", lw=1, label="Brownian, slope 1/2")
+    brownian = np.exp(result.brownian.params[0]) * np.sqrt(tw)
+    ax.plot(tw, brownian, "k--", lw=1, label="Brownian, slope 1/2")
     a, b = result.logarithmic.params
     ax.plot(tw, a + b * np.log(tw), "C2:", lw=1.5, label="logarithmic a + b ln t")
     two = result.two_regime
@@ -937,9 +1026,10 @@ def plot_llc(result: DiffusionResult, ax: Any = None) -> Any:
     if ax is None:
         ax = Figure(figsize=(6.4, 3.6), layout="constrained").subplots()
     ax.plot(result.llc_steps, result.llc_values, "o-", color="C4", ms=3, label="LLC")
-    ax.axvspan(result.t0 + result.window[0], result.t0 + result.window[1], color="0.5", alpha=0.1, lw=0,
-               label="fit window")
-    ax.axhline(result.lambda_bar, color="C4", ls="--", lw=1, label=f"lambda_bar = {result.lambda_bar:.3g}")
+    start, end = (result.t0 + w for w in result.window)
+    ax.axvspan(start, end, color="0.5", alpha=0.1, lw=0, label="fit window")
+    ax.axhline(result.lambda_bar, color="C4", ls="--", lw=1,
+               label=f"lambda_bar = {result.lambda_bar:.3g}")
     ax.set(xlabel="step", ylabel="local learning coefficient")
     ax.legend(fontsize="small")
     return ax.figure

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "basins": {},
 }
 SGD_DEFAULTS: dict[str, Any] = {
+    "init": None,
     "num_chains": 100,
     "learning_rate": 0.05,
     "burn_in": 2000,
@@ -125,6 +126,15 @@ def steady_state(run: Run, *, z_threshold: float = 3.0) -> dict[str, Any]:
     return report
 
 
+def sgd_endpoints(run: Run) -> np.ndarray:
+    """Last draw of every SGD chain that did not diverge (diverged ones are dropped, with a warning)."""
+    alive = ~run.diverged
+    if not alive.all():
+        warnings.warn(f"{(~alive).sum()} of {run.num_chains} SGD chains diverged and are left out of the "
+                      f"basins; lower the learning rate to keep them", stacklevel=3)
+    return run.positions[alive, -1]
+
+
 def basin_llcs(target: Target, centres: np.ndarray, options: dict, seed: int) -> np.ndarray:
     """LLC at each basin centre (one estimate per centre, same compiled sampler)."""
     return np.array([llc.estimate(target, centre, seed=seed + i, **options).mean for i, centre in enumerate(centres)])
@@ -139,11 +149,29 @@ def measured_d_s(sgd_run: Run, lambda_bar: float, *, xi: float, fractal_dim: str
     return float(result.d_s), record
 
 
+def tempered_free_energy(nbetas: np.ndarray, losses: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """F_k = n beta_k L_n(w_k) + lambda_k log(n beta_k): the leading terms of the local free energy
+    -log ∫_{W_k} rho(w) exp(-n beta_k L_n(w)) dw (Watanabe 2009, Thm 6.7; Lau et al. 2023)."""
+    return nbetas * losses + lambdas * np.log(nbetas)
+
+
+def mixture_weights(rule: str, masses_sgd: np.ndarray, free_energy: np.ndarray) -> np.ndarray:
+    """Basin weights: SGD masses ("reachability") or exp(-F_k) normalised ("evidence")."""
+    if rule == "reachability":
+        weights = np.asarray(masses_sgd, float)
+    elif rule == "evidence":
+        weights = np.exp(-(free_energy - np.min(free_energy)))
+    else:
+        raise ModelError(f"fractal: weights must be one of {WEIGHTS}, got {rule!r}")
+    return weights / weights.sum()
+
+
 def _sgd_ensemble(target: Target, sgd: dict, seed: int) -> Run:
     from .sampling import sample
 
     options = dict(sgd)
-    run_args = {k: options.pop(k) for k in ("num_chains", "burn_in", "num_samples", "thin", "num_checkpoints")}
+    run_args = {k: options.pop(k) for k in ("num_chains", "burn_in", "num_samples", "thin", "num_checkpoints", "init")
+                if k in options}
     return sample(target, "sgd", seed=seed, checkpoint_start=run_args["burn_in"], **run_args, **options)
 
 
@@ -203,7 +231,7 @@ def sample_fractal(
             f"the SGD ensemble's late window is not stationary (loss z={stationarity['loss_z']:.1f}, "
             f"weight-norm z={stationarity['weight_norm_z']:.1f}); its basin masses are not a steady "
             f"state: train longer (sgd={{'burn_in': ...}}) or use the prior-matched objective", stacklevel=2)
-    endpoints = sgd_run.positions[:, -1]
+    endpoints = sgd_endpoints(sgd_run)
     probe = basin_opts["probe"] if basin_opts["probe"] is not None else default_probe(target, basin_opts["max_probe"], seed)
     features = function_features(target, endpoints, probe, feature=basin_opts["feature"])
     basins = find_basins(features, k=basin_opts["k"], k_range=tuple(basin_opts["k_range"]), seed=seed,
@@ -219,9 +247,8 @@ def sample_fractal(
     diffusion_coefficients = basin_diffusion_coefficient(lambdas, opts["xi"], d_s, opts["fractal_dim"])
     nbetas = gamma_eff / diffusion_coefficients
     losses = np.array([float(target.full_loss(c)) for c in centres])
-    free_energy = nbetas * losses + lambdas * np.log(nbetas)
-    weights = basins.masses if opts["weights"] == "reachability" else np.exp(-(free_energy - free_energy.min()))
-    weights = weights / weights.sum()
+    free_energy = tempered_free_energy(nbetas, losses, lambdas)
+    weights = mixture_weights(opts["weights"], basins.masses, free_energy)
 
     kernel_options = {"localization": opts["localization"]} | (
         {"step_size": opts["step_size"]} if opts["kernel"] == "sgld" else {})
@@ -249,7 +276,7 @@ def sample_fractal(
             "free_energy": ("basin", free_energy),
             "medoid": ("basin", basins.medoids),
             "center": (("basin", "param"), centres),
-            "sgd_label": ("sgd_chain", basins.labels),
+            "sgd_label": ("sgd_net", basins.labels),
             "silhouette": ("k", np.array(list(basins.silhouettes.values()))),
         },
         coords={"k": list(basins.silhouettes)},
@@ -409,7 +436,7 @@ def tempering_test(
         raise ModelError("tempering_test needs the target for function-space basins: pass target=...")
     llc_options = LLC_DEFAULTS | (llc_options or {})
     probe = default_probe(target, 256, seed) if probe is None else probe
-    endpoints = sgd_run.positions[:, -1]
+    endpoints = sgd_endpoints(sgd_run)
     sgd_features = function_features(target, endpoints, probe, feature=feature)
     basins = find_basins(sgd_features, k=k, k_range=k_range, seed=seed, feature=feature)
     post_features = function_features(target, posterior_run.positions.reshape(-1, target.dim), probe, feature=feature)
@@ -424,9 +451,8 @@ def tempering_test(
         if masses == "count":
             p_b = _masses(labels_post, kk)
         else:
-            free = np.array([target.n_data * float(target.full_loss(c)) for c in centres]) + lam * math.log(target.n_data)
-            p_b = np.exp(-(free - free.min()))
-            p_b = p_b / p_b.sum()
+            losses = np.array([float(target.full_loss(c)) for c in centres])
+            p_b = mixture_weights("evidence", p_sgd, tempered_free_energy(np.full(kk, float(target.n_data)), losses, lam))
         return {"labels_sgd": labels_sgd, "labels_post": labels_post, "lambdas": lam, "p_sgd": p_sgd, "p_b": p_b}
 
     main = analyse(basins.k, lambdas)
