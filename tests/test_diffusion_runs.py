@@ -1,0 +1,45 @@
+"""Diffusion analysis on real sampler runs: the paper's Fig. 1 and the SGD Ornstein–Uhlenbeck plateau."""
+
+import functools
+
+import numpy as np
+import scipy.linalg
+
+import fractalbayes as fb
+from fractalbayes import diffusion
+
+
+def test_moons_sgd_ensemble_is_super_then_sub_diffusive():
+    """Paper Fig. 1: early super-diffusion (slope > 1/2), late sub-diffusion (slope < 1/2)."""
+    data = fb.data.moons(200, noise=0.2, seed=0)
+    model = functools.partial(fb.models.mlp_classifier, widths=(16,), num_classes=2)
+    target = fb.from_numpyro(model, data.x_train, data.y_train, batch_size=16)
+    run = fb.sample(target, "sgd", num_chains=32, num_samples=10, burn_in=0, thin=1000, learning_rate=0.05,
+                    num_checkpoints=80, seed=0)
+    result = diffusion.analyze(run)
+    fit = result.two_regime
+    assert fit.early_slope > 0.5 > fit.late_slope, fit
+    assert result.slope < 0.5 and result.r2 > 0.9
+
+
+def test_constant_sgd_displacement_saturates_at_the_lyapunov_radius(conjugate):
+    """Stationary OU: E||w_{t0+t} - w_{t0}||^2 -> 2 tr S for lags much longer than 1/(eta a_min)."""
+    target, _, _ = conjugate
+    eta, batch, burn_in = 0.05, 10, 2000
+    target = target.with_batch_size(batch)
+    x = np.asarray(target.data["arg0"], np.float64)
+    y = np.asarray(target.data["arg1"], np.float64)
+    w_star = np.linalg.lstsq(x, y, rcond=None)[0]
+    hessian = x.T @ x / len(y)
+    noise = np.cov(-x * (y - x @ w_star)[:, None], rowvar=False, bias=True)
+    lyapunov = scipy.linalg.solve_discrete_lyapunov(np.eye(3) - eta * hessian, eta**2 * noise / batch)
+    run = fb.sample(target, "sgd", num_chains=64, num_samples=20, burn_in=burn_in, thin=200, learning_rate=eta,
+                    init=w_star, checkpoint_start=burn_in, num_checkpoints=40, seed=3)
+    result = diffusion.analyze(run, t0=burn_in)
+    relaxation = 1 / (eta * np.linalg.eigvalsh(hessian).min())
+    late = result.lags > 10 * relaxation
+    per_chain = (result.radius[:, late] ** 2).mean(axis=1)
+    # chains are independent: the standard error of the ensemble mean is their sd / sqrt(64)
+    se = per_chain.std(ddof=1) / np.sqrt(len(per_chain))
+    assert late.sum() >= 3
+    assert abs(per_chain.mean() - 2 * np.trace(lyapunov)) < 4 * se, (per_chain.mean(), 2 * np.trace(lyapunov), se)
