@@ -7,9 +7,10 @@
     fb.summary({"sgld": run, "nuts": fb.sample(target, "nuts")})
 """
 
-from . import data, metrics, models, slt, tempering
+from . import data, diffusion, llc, metrics, models, slt, tempering
 from .compare import compare
 from .diagnostics import summary
+from .llc import train
 from .errors import ModelError, SamplerError
 from .run import Run, load_run
 from .sampling import sample
@@ -29,6 +30,9 @@ __all__ = [
     "SamplerError",
     "Target",
     "data",
+    "diffusion",
+    "llc",
+    "train",
     "from_numpyro",
     "load_run",
     "models",
