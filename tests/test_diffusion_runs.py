@@ -43,3 +43,24 @@ def test_constant_sgd_displacement_saturates_at_the_lyapunov_radius(conjugate):
     se = per_chain.std(ddof=1) / np.sqrt(len(per_chain))
     assert late.sum() >= 3
     assert abs(per_chain.mean() - 2 * np.trace(lyapunov)) < 4 * se, (per_chain.mean(), 2 * np.trace(lyapunov), se)
+
+
+def test_llc_trajectory_feeds_lambda_bar_and_the_spectral_dimension(conjugate):
+    """lambda_bar is the time average of fb.llc.trajectory over the window; d_s = 2 lambda_bar slope."""
+    target, _, _ = conjugate
+    run = fb.sample(target, "sgd", num_chains=4, num_samples=20, burn_in=500, thin=50, learning_rate=0.05,
+                    checkpoint_start=500, num_checkpoints=12, seed=4)
+    trajectory = fb.llc.trajectory(run, every=3, nbeta=100.0, step_size=1e-4, num_draws=300, burn_in=100)
+    assert trajectory.values.shape == trajectory.steps.shape and np.isfinite(trajectory.values).all()
+    # A trained linear regression is regular: t E[L - L*] = sum_i t a_i / (2 (t a_i + 1/s^2)) with
+    # a_i ~ 1 the Hessian's eigenvalues, s = 1: 1.485 at t = 100, 1 % below d / 2 = 1.5. Each
+    # estimate is a mean of t (L - L*) ~ chi^2_3 / 2 (sd 1.22) over >= 4 x 300 correlated draws
+    # (ESS >= 200): sd <= 0.09 per checkpoint; >= 2 late checkpoints averaged: sd <= 0.065, so
+    # 15 % (0.22) is > 3 sd.
+    late = trajectory.steps >= 500
+    np.testing.assert_allclose(trajectory.values[late].mean(), 1.5, rtol=0.15)
+    result = diffusion.analyze(run, t0=500, llc=trajectory)
+    assert result.lambda_bar is not None and np.isfinite(result.lambda_bar)
+    np.testing.assert_allclose(result.d_s, 2 * result.lambda_bar * result.slope, rtol=1e-12)
+    assert result.bound_holds == (result.d_s <= result.lambda_bar)
+    assert set(result.table()["quantity"]) >= {"slope", "d_s", "lambda_bar"}
