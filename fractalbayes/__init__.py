@@ -8,7 +8,7 @@
 """
 
 from . import data, diffusion, llc, metrics, models, slt, tempering
-from .compare import compare
+from .compare import compare, compare_figures
 from .diagnostics import summary
 from .llc import train
 from .errors import ModelError, SamplerError
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ModelError",
     "compare",
+    "compare_figures",
     "metrics",
     "slt",
     "tempering",

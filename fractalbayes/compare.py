@@ -8,9 +8,13 @@ Per arm against the reference run (Izmailov et al. 2021 for the function-space v
 - function space on probe inputs: top-1 agreement and total variation of the mean predictive
   distribution (classifiers), Wasserstein-1 of predictive samples (regression);
 - basin masses when both runs carry basin labels (the fractal sampler): KL / JS / Wasserstein.
+
+`compare_figures` draws the marginal overlays, a pair plot and basin-mass bars.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,3 +125,31 @@ def compare(
     table.index.name = "arm"
     table.attrs = {"reference": reference, "max_draws": max_draws, "seed": seed}
     return table
+
+
+def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None, pair_arm: str | None = None,
+                    max_pair_dims: int = 4) -> dict[str, Any]:
+    """Figures of a comparison: marginal overlays of every arm (arviz-plots `plot_dist`), a pair plot
+    of one arm's first few unconstrained coordinates (`plot_pair`) and, when runs carry basin labels,
+    basin-mass bars. Returns {name: PlotCollection or matplotlib Figure}; each has ``savefig``."""
+    import arviz_plots
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    trees = {name: run.to_arviz() for name, run in runs.items()}
+    names = var_names or [next(iter(next(iter(runs.values())).sites))]
+    figures: dict[str, Any] = {"marginals": arviz_plots.plot_dist(trees, var_names=names)}
+    arm = pair_arm or next(iter(runs))
+    z = runs[arm].positions[..., :max_pair_dims]
+    coordinates = xr.Dataset({f"z{i}": (("chain", "draw"), z[..., i]) for i in range(z.shape[-1])})
+    figures["pairs"] = arviz_plots.plot_pair(xr.DataTree.from_dict({"posterior": coordinates}))
+    masses = {name: m for name, run in runs.items() if (m := basin_masses(run)) is not None}
+    if masses:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        width = 0.8 / len(masses)
+        for i, (name, m) in enumerate(masses.items()):
+            ax.bar(np.arange(len(m)) + i * width, m, width, label=name)
+        ax.set(xlabel="basin", ylabel="mass")
+        ax.legend()
+        figures["basin_masses"] = fig
+    return figures
