@@ -1,33 +1,131 @@
-"""Command line: ``fractalbayes demo``."""
+"""Command line: ``fractalbayes run``, ``report`` and ``demo``.
+
+    fractalbayes run SUITE.toml --out DIR [--only PATTERN] [--dry-run] [--executor local]
+    fractalbayes report DIR
+    fractalbayes demo [--out DIR] [--seed N]
+
+Exit status: 0 when every cell is done, 1 when some cell failed, 2 for a malformed suite file or
+bad arguments (nothing is written then), 130 when interrupted (rerun the same command to resume).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from pathlib import Path
 
 import pandas as pd
 
+from .suite import EXECUTORS, SuiteError, check_output, load_suite, plan, run_suite
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
 
-    print(f"fractalbayes demo: Moons, 2-8-2 ReLU net; SGD, SGLD and the NUTS reference -> {args.out}/")
-    table = run_demo(args.out, quick=args.quick, seed=args.seed)
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
-        print("\nComparison with the NUTS reference (weights: unconstrained; function space: test inputs)\n")
-        print(table.T.to_string())
-    print(f"\nruns (ArviZ netCDF): {args.out}/runs/   figures: {args.out}/figures/   table: {args.out}/comparison.csv")
+def _fail(error: SuiteError) -> int:
+    print(f"fractalbayes: {error}", file=sys.stderr)
+    return 2
+
+
+def _run_and_report(suite, out: str, only: str | None, executor: str) -> int:
+    try:
+        cells = run_suite(suite, out, only=only, executor=executor, progress=True)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cells are kept; rerun the same command to resume ({out}/index.json)",
+              file=sys.stderr)
+        return 130
+    failed = {ident: entry.get("error") for ident, entry in cells.items() if entry["status"] == "failed"}
+    for ident, error in failed.items():
+        print(f"cell {ident} failed: {error}", file=sys.stderr)
+    done = sum(entry["status"] == "done" for entry in cells.values())
+    print(f"{done} of {len(cells)} cells done -> {out}/index.json")
+    return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        suite = load_suite(args.suite)
+        selected = plan(suite, args.out, args.only)
+        check_output(suite, args.out)
+    except SuiteError as error:
+        return _fail(error)
+    if args.dry_run:
+        print(f"suite {suite.name}: {len(selected)} cell(s) selected, "
+              f"{sum(s == 'done' for _, s in selected)} already done in {args.out}")
+        for cell, status in selected:
+            arms = ", ".join(f"{name} ({arm['sampler']})" for name, arm in cell.config["arms"].items()) or "none"
+            print(f"  {status:7s} {cell.id}   [{cell.config_hash}]  arms: {arms}")
+        print(f"analyses: {', '.join(suite.base['analyses']) or 'none'}; nothing was run or written")
+        return 0
+    try:
+        code = _run_and_report(suite, args.out, args.only, args.executor)
+    except SuiteError as error:
+        return _fail(error)
+    if code != 130:
+        print(f"write the report with: fractalbayes report {args.out}")
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    try:
+        page = write_report(args.dir)
+    except SuiteError as error:
+        return _fail(error)
+    print(f"report: {page}\nsummary: {Path(args.dir) / 'summary.json'}, {Path(args.dir) / 'summary.md'}")
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .report import comparison_table, load_cells, write_report
+    from .suite import SUITES_DIR
+
+    try:
+        suite = load_suite(SUITES_DIR / "quick.toml")
+        if args.seed is not None:
+            suite = dataclasses.replace(suite, seeds=[args.seed])
+    except SuiteError as error:
+        return _fail(error)
+    arms = ", ".join(suite.base["arms"])
+    print(f"fractalbayes demo: {suite.description} Arms: {arms} -> {args.out}/")
+    code = _run_and_report(suite, args.out, None, "local")
+    if code == 130:
+        return code
+    page = write_report(args.out)
+    _, _, cells = load_cells(Path(args.out))
+    for cell in cells:
+        table = comparison_table(cell)
+        if table.empty:
+            continue
+        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
+            print(f"\nComparison with the NUTS reference, cell {cell.id} "
+                  "(weights: unconstrained; function space: test inputs)\n")
+            print(table.T.to_string())
+    print(f"\nreport: {page}\nruns (ArviZ netCDF): {args.out}/cells/*/*.nc   summary: {args.out}/summary.md")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fractalbayes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fractalbayes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="quick comparison of the samplers on embedded data")
+
+    run = commands.add_parser("run", help="run a benchmark suite (resumable)")
+    run.add_argument("suite", help="suite file (.toml), or the name of a shipped suite, e.g. quick")
+    run.add_argument("--out", required=True, help="output folder (reused to resume)")
+    run.add_argument("--only", metavar="PATTERN", help="cells whose id matches this glob, or contains this text")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and what is done; run nothing")
+    run.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="where cells run (default: local)")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="write report.html, summary.json and summary.md for a run folder")
+    report.add_argument("dir", help="the --out folder of `fractalbayes run`")
+    report.set_defaults(handler=_report)
+
+    demo = commands.add_parser("demo", help="the quick suite: SGD, SGLD, the fractal sampler and NUTS on Moons")
     demo.add_argument("--out", default="fractalbayes-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", help="a quarter of the draws (smoke test)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=None, help="sampler seed (default: the suite's)")
     demo.set_defaults(handler=_demo)
+
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -505,7 +505,7 @@ def normal_crossing_teacher(
 # Registry
 # --------------------------------------------------------------------------------------------------
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {
+LOADERS: dict[str, Callable[..., Dataset]] = {
     "moons": moons,
     "digits": digits,
     "mnist1d": mnist1d,
@@ -523,6 +523,6 @@ def load(name: str, **options: Any) -> Dataset:
     Names: moons, digits, mnist1d, mnist, linear_teacher, rrr_teacher, dln_teacher,
     normal_crossing_teacher. All are offline; see each loader for its source.
     """
-    if name not in _LOADERS:
-        raise ValueError(f"unknown data set {name!r}; allowed names: {', '.join(_LOADERS)}")
-    return _LOADERS[name](**options)
+    if name not in LOADERS:
+        raise ValueError(f"unknown data set {name!r}; allowed names: {', '.join(LOADERS)}")
+    return LOADERS[name](**options)

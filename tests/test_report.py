@@ -1,0 +1,85 @@
+"""The report of a finished suite: HTML with tables, figures and config; summary.json and .md; and the
+page opening in headless Chromium without console errors (with a screenshot)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_suite import CELLS, finished_suite
+
+from fractalbayes import report
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    return finished_suite(tmp_path_factory.getbasetemp())
+
+
+def test_report_has_tables_figures_and_the_config(finished):
+    assert finished.report.returncode == 0, finished.report.stderr[-3000:]
+    page = (finished.out / "report.html").read_text()
+    for title in ("Cells", "Chain diagnostics", "Comparison with the reference", "Local learning coefficient",
+                  "Weight diffusion", "Constant SGD vs the Lyapunov prediction", "Mean ± sd by learning_rate",
+                  "Configuration"):
+        assert f"<h2>{title}" in page, title
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) >= 2 * 4 + 2  # per cell: loss, marginals, predictive-free regression, displacement...
+    assert page.count("<table") >= 8 and "http://" not in page.replace("http://www.w3.org", "")
+    assert html.escape('"arms.sgd.options.learning_rate" = [0.02, 0.05]') in page  # the suite file, verbatim
+    summary = json.loads((finished.out / "summary.json").read_text())
+    assert [c["id"] for c in summary["cells"]] == list(CELLS)
+    assert summary["cells"][0]["metrics"]["sgd"]["cov_error_vs_lyapunov"] > 0
+    assert "Comparison with the reference" in summary["tables"]
+    markdown = (finished.out / "summary.md").read_text()
+    assert "## Weight diffusion" in markdown and "| cell" in markdown
+    assert (finished.out / "figures" / "displacement.png").stat().st_size > 10_000
+
+
+def test_report_opens_in_headless_chromium_without_console_errors(finished, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`; ./dev test "
+                    "installs it when run as root)")
+    url = (finished.out / "report.html").resolve().as_uri()
+    profile = [f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    assert 'data-scripts="ok"' in dom.stdout  # the page's script ran to its end
+    shot = tmp_path / "report.png"
+    subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, *profile, f"--screenshot={shot}", "--window-size=1280,2000", url],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2000, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
+
+
+def test_aggregates_give_mean_and_sd_per_group():
+    frame = pd.DataFrame({"cell": list("abcd"), "optimizer": ["sgd", "sgd", "adam", "adam"], "row": "net",
+                          "d_s": [1.0, 3.0, 0.5, 0.5], "flag": [True, False, True, True]})
+    table = report.aggregates(frame, ["optimizer"], None)
+    assert list(table.columns) == ["n", "d_s", "flag"]
+    assert table.loc[("sgd", "net"), "d_s"] == "2 ± 1.4" and table.loc[("adam", "net"), "n"] == 2
+    assert table.loc[("sgd", "net"), "flag"] == "0.5 ± 0.71"  # fraction true
+
+
+def test_scatter_reports_correlation_per_group():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    frame = pd.DataFrame({"x": x, "y": 2 * x + 0.01 * rng.normal(size=40), "group": ["a", "b"] * 20})
+    figure = report.scatter_figure(frame, "x", "y", "group", diagonal=True)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels[0].startswith("a: r = 1.00") and labels[-1] == "y = x"
+    report.close_figures()
