@@ -478,8 +478,9 @@ def mass_divergences(p: ArrayLike, q: ArrayLike) -> dict[str, float]:
         raise ValueError(f"p has {p.size} basins and q has {q.size}; use the same basins in both.")
     r = 0.5 * (p + q)
     support = np.arange(p.size)
+    # divergences are >= 0; clip the -1e-17 that rounding leaves for equal masses
     return {
-        "kl": float(np.sum(scipy.special.rel_entr(p, q))),
-        "js": float(0.5 * np.sum(scipy.special.rel_entr(p, r) + scipy.special.rel_entr(q, r))),
+        "kl": max(0.0, float(np.sum(scipy.special.rel_entr(p, q)))),
+        "js": max(0.0, float(0.5 * np.sum(scipy.special.rel_entr(p, r) + scipy.special.rel_entr(q, r)))),
         "wasserstein": float(scipy.stats.wasserstein_distance(support, support, p, q)),
     }

@@ -314,12 +314,17 @@ def temper(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str = "inverse")
     log_p, e = np.log(p_sgd[support]), exponents[support]
     log_z = 0.0
     if tempering == "inverse":
-        log_z = scipy.optimize.brentq(
-            lambda t: _logsumexp(e * (t + log_p)),
-            float(np.min(-log_p - math.log(p_sgd.size) / e)),
-            float(np.max(-log_p)),
-            xtol=1e-14,
-        )
+        g = lambda t: _logsumexp(e * (t + log_p))  # noqa: E731  increasing in t
+        low, high = float(np.min(-log_p - math.log(p_sgd.size) / e)), float(np.max(-log_p))
+        g_low, g_high = g(low), g(high)
+        # with huge exponents (fits that run to the edge of their box) rounding can put the root
+        # exactly on a bracket end
+        if g_low >= 0:
+            log_z = low
+        elif g_high <= 0:
+            log_z = high
+        else:
+            log_z = scipy.optimize.brentq(g, low, high, xtol=1e-14)
     p_t = np.zeros_like(p_sgd)
     p_t[support] = np.exp(_normalised_log(e * (log_z + log_p)))
     return p_t
