@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import diffusion, fractal, llc, models, slt
-from .compare import compare
+from .compare import compare, compare_figures
 from .diagnostics import summary
 from .predict import class_probabilities, predictive_mean
 from .run import Run
@@ -150,6 +150,8 @@ def comparison(ctx: Context, options: dict) -> dict:
     table = compare(ctx.runs, reference=reference, probe=x_probe, target=ctx.target,
                     max_draws=options["max_draws"], seed=ctx.seed)
     table["seconds"] = [ctx.runs[arm].timings.get("total_s") for arm in table.index]
+    for name, figure in compare_figures(ctx.runs, pair_arm=reference).items():
+        ctx.figures[f"compare_{name}"] = figure
     return {"metrics": table.to_dict(orient="index"), "reference": reference}
 
 
