@@ -41,6 +41,7 @@ from .basins import Basins, find_basins, function_features, medoid_indices
 from .errors import ModelError
 from .metrics import mass_divergences
 from .run import Run
+from .sampling import jsonable, sample
 from .target import Target
 from .tempering import basin_diffusion_coefficient, fit_tempering, permutation_ranks, temper
 
@@ -107,22 +108,44 @@ def default_probe(target: Target, max_rows: int, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def steady_state(run: Run, *, z_threshold: float = 3.0) -> dict[str, Any]:
-    """Is the late window flat? Compares the first and second halves of the draws.
+def _drift(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """Mean change across chains and its z-score (chains are independent runs)."""
+    change = np.asarray(after, float) - np.asarray(before, float)
+    se = change.std(ddof=1) / math.sqrt(len(change)) if len(change) > 1 else float("nan")
+    return float(change.mean()), float(change.mean() / se) if se > 0 else 0.0
 
-    For the chain-mean loss and weight norm, z = (mean of 2nd half - mean of 1st half) / its
-    standard error across chains (chains are independent runs). |z| > `z_threshold` is a drift.
+
+def steady_state(run: Run, *, llc_options: dict | None = None, max_llc_chains: int = 8,
+                 z_threshold: float = 3.0) -> dict[str, Any]:
+    """Is the late window flat? Compares its first and second halves across chains.
+
+    For the loss and the weight norm, per chain: mean over the 2nd half of the draws minus mean
+    over the 1st; for the LLC (when ``llc_options`` is given): the LLC at the last recorded
+    checkpoint minus that at the first one at or after ``checkpoint_start``, on up to
+    ``max_llc_chains`` chains (`llc.trajectory`). z = mean change / its standard error across
+    chains; |z| > ``z_threshold`` is a drift.
     """
     half = run.num_draws // 2
     if half < 1:
         return {"stationary": None, "reason": "fewer than 2 draws"}
     report: dict[str, Any] = {}
-    for name, per_draw in (("loss", run.stats["loss"]), ("weight_norm", np.linalg.norm(run.positions, axis=-1))):
-        change = per_draw[:, half:].mean(1) - per_draw[:, :half].mean(1)
-        se = change.std(ddof=1) / math.sqrt(len(change)) if len(change) > 1 else float("nan")
-        report[f"{name}_change"] = float(change.mean())
-        report[f"{name}_z"] = float(change.mean() / se) if se > 0 else 0.0
-    report["stationary"] = bool(abs(report["loss_z"]) <= z_threshold and abs(report["weight_norm_z"]) <= z_threshold)
+    norms = np.linalg.norm(run.positions, axis=-1)
+    for name, per_draw in (("loss", run.stats["loss"]), ("weight_norm", norms)):
+        report[f"{name}_change"], report[f"{name}_z"] = _drift(per_draw[:, :half].mean(1), per_draw[:, half:].mean(1))
+    names = ["loss", "weight_norm"]
+    if llc_options is not None:
+        start = int(run.config.get("checkpoint_start", 0))
+        index = [int(np.searchsorted(run.checkpoint_steps, start)), len(run.checkpoint_steps) - 1]
+        chains = slice(0, max_llc_chains)
+        ends = Run(**{**run.__dict__, "positions": run.positions[chains], "checkpoints": run.checkpoints[chains][:, index],
+                      "checkpoint_steps": run.checkpoint_steps[index], "diverged_at": run.diverged_at[chains]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", llc.LLCHealthWarning)
+            settings = {k: v for k, v in llc_options.items() if k != "num_chains"}  # one chain per point
+            per_chain = llc.trajectory(ends, **settings).per_chain
+        report["llc_change"], report["llc_z"] = _drift(per_chain[:, 0], per_chain[:, -1])
+        names.append("llc")
+    report["stationary"] = bool(all(abs(report[f"{name}_z"]) <= z_threshold for name in names))
     return report
 
 
@@ -167,8 +190,6 @@ def mixture_weights(rule: str, masses_sgd: np.ndarray, free_energy: np.ndarray) 
 
 
 def _sgd_ensemble(target: Target, sgd: dict, seed: int) -> Run:
-    from .sampling import sample
-
     options = dict(sgd)
     run_args = {k: options.pop(k) for k in ("num_chains", "burn_in", "num_samples", "thin", "num_checkpoints", "init")
                 if k in options}
@@ -206,8 +227,6 @@ def sample_fractal(
     of the heaviest basin's sampler. ``config["fractal"]`` records d_s (and how it was found), the
     steady-state report and every option.
     """
-    from .sampling import sample
-
     opts = _merge("options", options, DEFAULTS)
     sgd = _merge("sgd", opts["sgd"], SGD_DEFAULTS, ("momentum", "weight_decay", "optimizer", "schedule"))
     llc_opts = _merge("llc", opts["llc"], LLC_DEFAULTS, ("nbeta", "sampler", "thin"))
@@ -225,12 +244,12 @@ def sample_fractal(
     gamma_eff = _gamma_eff(opts["gamma_eff"], target, sgd)
 
     sgd_run = _sgd_ensemble(target, sgd, seed)
-    stationarity = steady_state(sgd_run)
+    stationarity = steady_state(sgd_run, llc_options=llc_opts)
     if not stationarity["stationary"]:
+        drifts = ", ".join(f"{k[:-2]} z={v:.1f}" for k, v in stationarity.items() if k.endswith("_z"))
         warnings.warn(
-            f"the SGD ensemble's late window is not stationary (loss z={stationarity['loss_z']:.1f}, "
-            f"weight-norm z={stationarity['weight_norm_z']:.1f}); its basin masses are not a steady "
-            f"state: train longer (sgd={{'burn_in': ...}}) or use the prior-matched objective", stacklevel=2)
+            f"the SGD ensemble's late window is not stationary ({drifts}); its basin masses are not a "
+            f"steady state: train longer (sgd={{'burn_in': ...}}) or use the prior-matched objective", stacklevel=2)
     endpoints = sgd_endpoints(sgd_run)
     probe = basin_opts["probe"] if basin_opts["probe"] is not None else default_probe(target, basin_opts["max_probe"], seed)
     features = function_features(target, endpoints, probe, feature=basin_opts["feature"])
@@ -289,8 +308,6 @@ def sample_fractal(
         "steady_state": stationarity,
         "k": basins.k,
     }
-    from .sampling import _jsonable
-
     return Run(
         sampler="fractal",
         positions=positions,
@@ -301,7 +318,7 @@ def sample_fractal(
         diverged_at=np.max([r.diverged_at for r in basin_runs], axis=0),
         observed=heaviest.observed,
         config=heaviest.config | {"sampler": "fractal", "num_chains": num_chains, "seed": seed,
-                                  "fractal": _jsonable(record)},
+                                  "fractal": jsonable(record)},
         timings={"total_s": sgd_run.timings["total_s"] + sum(r.timings["total_s"] for r in basin_runs)},
         versions=heaviest.versions,
         groups={"basins": group},

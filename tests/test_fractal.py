@@ -117,7 +117,7 @@ def test_moons_fractal_sampler_reports_its_steady_state(moons):
                     sgd={"num_chains": 60, "burn_in": 1500, "num_samples": 20, "thin": 25},
                     llc={"num_draws": 200}, basins={"k_range": (2, 3)})
     state = run.config["fractal"]["steady_state"]
-    assert {"stationary", "loss_z", "weight_norm_z"} <= set(state)
+    assert {"stationary", "loss_z", "weight_norm_z", "llc_z"} <= set(state)
     assert run.config["fractal"]["d_s"] > 0 and np.isfinite(run.positions).all()
     tree = run.to_arviz()
     assert tree["basins"]["llc"].shape == (run.config["fractal"]["k"],)

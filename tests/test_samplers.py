@@ -1,8 +1,6 @@
 """Samplers against closed forms: conjugate posterior, the SGD Lyapunov covariance, NUTS vs SGLD."""
 
-import warnings
 
-import arviz_stats
 import jax.numpy as jnp
 import numpy as np
 import pytest
