@@ -290,7 +290,7 @@ def _mala_fn(target: Target):
     it); sharing it keeps one model pass per point vmapped only over positions, which halves the
     compile time.
     """
-    grad_fn = _gradient_fn(target)
+    grad_fn = _gradient_fn(target, localized=True)  # exact for any localization, 0 included
     full_batch = target.batch_size == target.n_data
 
     def one(z, center, h, noise, batch, hyper):

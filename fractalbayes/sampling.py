@@ -37,18 +37,6 @@ class Carry(NamedTuple):
     """Positions at the recorded steps (K, chain, param)."""
     record_next: jax.Array
     diverged_at: jax.Array
-    draws: jax.Array
-    """This chunk's draws (draws per chunk, chain, param)."""
-    draw_stats: dict
-    draw_next: jax.Array
-
-
-class Schedule(NamedTuple):
-    """When to keep what (device arrays, so one executable serves every run of the same shapes)."""
-
-    burn_in: jax.Array
-    thin: jax.Array
-    record_steps: jax.Array
 
 
 def geometric_steps(total_steps: int, num: int, start: int = 0) -> np.ndarray:
@@ -66,17 +54,7 @@ def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def _write_if(condition, buffers, index, values):
-    """buffers[index] = values for every leaf when `condition` (one scalar predicate, a real branch)."""
-    return jax.lax.cond(
-        condition,
-        lambda b: jax.tree.map(lambda buf, v: buf.at[index].set(v), b, values),
-        lambda b: b,
-        buffers,
-    )
-
-
-def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, schedule: Schedule) -> Carry:
+def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_steps: jax.Array):
     split = jax.vmap(lambda k: jax.random.split(k, 3))(carry.keys)
     keys, batch_keys, step_keys = split[:, 0], split[:, 1], split[:, 2]
     if kernel.full_batch or target.batch_size == target.n_data:
@@ -98,33 +76,32 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, schedul
     step = carry.step + 1
     position = jax.vmap(kernel.position)(states)
 
-    steps = schedule.record_steps
-    due = (carry.record_next < steps.shape[0]) & (steps[jnp.minimum(carry.record_next, steps.shape[0] - 1)] == step)
-    record = _write_if(due, carry.record, carry.record_next, position)
-    is_draw = (step > schedule.burn_in) & ((step - schedule.burn_in) % schedule.thin == 0)
-    draws, draw_stats = _write_if(is_draw, (carry.draws, carry.draw_stats), carry.draw_next, (position, info))
-    return Carry(
-        states, keys, step, record, carry.record_next + due, diverged_at, draws, draw_stats,
-        carry.draw_next + is_draw,
-    )
+    last = record_steps.shape[0] - 1
+    due = (carry.record_next <= last) & (record_steps[jnp.minimum(carry.record_next, last)] == step)
+    record = jax.lax.cond(due, lambda r: r.at[carry.record_next].set(position), lambda r: r, carry.record)
+    return Carry(states, keys, step, record, carry.record_next + due, diverged_at), info
 
 
 @functools.cache
 def _advance_fn(kernel: Kernel, target: Target):
-    """jit of: take `num_steps` steps (a traced count: one executable for burn-in and sampling)."""
+    """jit of: `num_steps` steps as len(blocks) blocks of at most `block_steps` steps each, returning
+    the positions and step info at the end of every block (scan outputs, so draws cost no copies).
 
-    def advance(carry, hyper, schedule, num_steps):
-        body = lambda _, c: _one_step(kernel, target, c, hyper, schedule)  # noqa: E731
-        return jax.lax.fori_loop(0, num_steps, body, carry._replace(draw_next=jnp.int32(0)))
+    Both counts are traced, so one executable serves burn-in (outputs ignored) and sampling
+    (block_steps = thin: block b ends on a draw when it ran its steps).
+    """
 
-    return jax.jit(advance, donate_argnums=0)
+    def advance(carry, info, hyper, record_steps, num_steps, block_steps, blocks):
+        def block(carry_info, b):
+            n = jnp.clip(num_steps - b * block_steps, 0, block_steps)
+            body = lambda _, ci: _one_step(kernel, target, ci[0], hyper, record_steps)  # noqa: E731
+            carry, info = jax.lax.fori_loop(0, n, body, carry_info)
+            return (carry, info), (jax.vmap(kernel.position)(carry.states), info)
 
+        (carry, info), outputs = jax.lax.scan(block, (carry, info), blocks)
+        return carry, info, outputs
 
-@functools.cache
-def _take_fn(kept: int):
-    """jit of: the first `kept` rows of every chunk buffer, in one dispatch and into fresh buffers
-    (NumPy views of the carry's own buffers would stop the next call from donating them)."""
-    return jax.jit(lambda buffers: jax.tree.map(lambda x: x[:kept], buffers))
+    return jax.jit(advance, donate_argnums=(0, 1))
 
 
 @functools.cache
@@ -146,10 +123,10 @@ def _step_output_fn(kernel: Kernel, target: Target):
     return jax.jit(one)
 
 
-def _empty_draw_buffers(kernel: Kernel, target: Target, states, hyper, size: int):
-    """Zeroed per-chunk buffers shaped like one step's positions and info (no computation)."""
-    shapes = jax.eval_shape(_step_output_fn(kernel, target), states, hyper)
-    return jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), shapes)
+def _initial_info(kernel: Kernel, target: Target, states, hyper) -> dict:
+    """Zeros shaped like one vmapped step's info (the loop carries the latest step's info)."""
+    shapes = jax.eval_shape(_step_output_fn(kernel, target), states, hyper)[1]
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 def _compiled(fn, *args) -> tuple[Any, float]:
@@ -302,28 +279,30 @@ def sample(
     states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
     # about 20 progress updates; a power of two so that runs of similar length share executables
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
-    draws, draw_stats = _empty_draw_buffers(kernel, target, states, hyper, draws_per_chunk)
+    info = _initial_info(kernel, target, states, hyper)
     record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
-    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1),
-                  jnp.full(num_chains, -1, jnp.int32), draws, draw_stats, jnp.int32(0))
-    schedule = Schedule(jnp.int32(loop_burn), jnp.int32(thin), jnp.asarray(record_steps, jnp.int32))
+    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
+    record_dev = jnp.asarray(record_steps, jnp.int32)
+    blocks = jnp.arange(draws_per_chunk, dtype=jnp.int32)
     show = progress if progress is not None else total_steps * num_chains >= 200_000
     bar = tqdm(total=total_steps, disable=not show, desc=f"{sampler} ({num_chains} chains)", unit="step")
 
     chunk = draws_per_chunk * thin
-    calls = [min(chunk, loop_burn - s) for s in range(0, loop_burn, chunk)]
-    calls += [min(chunk, main_steps - s) for s in range(0, main_steps, chunk)]
-    # Every chunk has the same shapes: look the executable up once (the key costs ~0.5 ms per chunk).
-    advance, timings["compile_s"] = _compiled(_advance_fn(kernel, target), carry, hyper, schedule, jnp.int32(0))
+    # (steps, steps per block): burn-in in blocks of ceil(steps / blocks), then draws every `thin`
+    calls = [(n, -(-n // draws_per_chunk)) for n in (min(chunk, loop_burn - s) for s in range(0, loop_burn, chunk))]
+    calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
+    # Every call has the same shapes: look the executable up once.
+    advance, timings["compile_s"] = _compiled(_advance_fn(kernel, target), carry, info, hyper, record_dev,
+                                              jnp.int32(0), jnp.int32(1), blocks)
     draw_chunks, info_chunks = [], []
     tic = time.perf_counter()
-    for done_before, num_steps in zip(np.cumsum([0] + calls[:-1]), calls):
-        carry = advance(carry, hyper, schedule, jnp.int32(num_steps))
-        kept = max(0, (done_before + num_steps - loop_burn) // thin - max(0, done_before - loop_burn) // thin)
-        if kept:
-            positions, info = _take_fn(kept)((carry.draws, carry.draw_stats))
-            draw_chunks.append(np.asarray(positions))
-            info_chunks.append(jax.tree.map(np.asarray, info))
+    for index, (num_steps, block_steps) in enumerate(calls):
+        carry, info, (positions, infos) = advance(carry, info, hyper, record_dev, jnp.int32(num_steps),
+                                                  jnp.int32(block_steps), blocks)
+        if index >= len(calls) - math.ceil(main_steps / chunk):
+            kept = num_steps // thin
+            draw_chunks.append(np.asarray(positions)[:kept])
+            info_chunks.append({k: np.asarray(v)[:kept] for k, v in infos.items()})
         bar.update(num_steps)
     bar.close()
     jax.block_until_ready(carry)

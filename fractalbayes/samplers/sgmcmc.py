@@ -45,10 +45,15 @@ class SGMCMCState(NamedTuple):
     """The localization centre w*: the given ``center``, else the chain's initial position."""
 
 
-def _gradient_fn(target: Target) -> Callable:
+def _gradient_fn(target: Target, localized: bool) -> Callable:
+    """value_and_grad of the tempered log density; the localization term is left out of the
+    compiled step altogether when the localization is 0 (a structural option)."""
+
     def log_density(z, center, batch, hyper):
         value, loss = target.log_posterior_estimate(z, batch, hyper["nbeta"])
-        return value - 0.5 * hyper["localization"] * jnp.sum(jnp.square(z - center)), loss
+        if localized:
+            value = value - 0.5 * hyper["localization"] * jnp.sum(jnp.square(z - center))
+        return value, loss
 
     return jax.value_and_grad(log_density, has_aux=True)
 
@@ -58,8 +63,8 @@ def _init(position, key, hyper) -> SGMCMCState:
 
 
 @functools.cache
-def sgld_kernel(target: Target, schedule: str | Callable) -> Kernel:
-    grad_fn = _gradient_fn(target)
+def sgld_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kernel:
+    grad_fn = _gradient_fn(target, localized)
     integrator = diffusions.overdamped_langevin()
 
     def step(key, state, batch, i, hyper):
@@ -73,9 +78,9 @@ def sgld_kernel(target: Target, schedule: str | Callable) -> Kernel:
 
 @functools.cache
 def sghmc_kernel(
-    target: Target, schedule: str | Callable, num_integration_steps: int, alpha: float, beta: float
+    target: Target, schedule: str | Callable, localized: bool, num_integration_steps: int, alpha: float, beta: float
 ) -> Kernel:
-    grad_fn = _gradient_fn(target)
+    grad_fn = _gradient_fn(target, localized)
     integrator = diffusions.sghmc(alpha, beta)
 
     def step(key, state, batch, i, hyper):
@@ -126,7 +131,7 @@ def check_center(name: str, target: Target, center: Any) -> jax.Array | None:
 def build_sgld(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
     opts = resolve_options("sgld", options, DEFAULTS)
     kind, hyper = _hyper("sgld", target, opts)
-    return sgld_kernel(target, kind), hyper, opts
+    return sgld_kernel(target, kind, hyper["localization"] > 0), hyper, opts
 
 
 def build_sghmc(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
@@ -137,4 +142,4 @@ def build_sghmc(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
         raise ModelError(f"sghmc: num_integration_steps must be a positive int, got {steps!r}")
     alpha = positive("sghmc", "alpha", opts["alpha"])
     beta = positive("sghmc", "beta", opts["beta"], allow_zero=True)
-    return sghmc_kernel(target, kind, steps, alpha, beta), hyper, opts
+    return sghmc_kernel(target, kind, hyper["localization"] > 0, steps, alpha, beta), hyper, opts
