@@ -33,7 +33,6 @@ import functools
 import inspect
 import json
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -46,6 +45,7 @@ import pandas as pd
 import xarray as xr
 from arviz_stats.base import array_stats
 
+from .checks import count, positive
 from .errors import ModelError, SamplerError
 from .run import Run
 from .samplers.sgmcmc import _gradient_fn
@@ -73,20 +73,6 @@ class LLCHealthWarning(UserWarning):
 # --------------------------------------------------------------------------------------------------
 
 
-def _number(name: str, value: Any, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ModelError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ModelError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ModelError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def resolve_nbeta(nbeta: str | float, target: Target) -> tuple[float, str]:
     """(n beta, rule): ``"n/log n"`` -> n / log n, ``"batch"`` -> B / log B, a number -> itself."""
     if isinstance(nbeta, str):
@@ -99,20 +85,7 @@ def resolve_nbeta(nbeta: str | float, target: Target) -> tuple[float, str]:
         if size < 2:
             raise ModelError(f"nbeta={nbeta!r} needs at least 2 examples (log 1 = 0); pass a number")
         return size / math.log(size), nbeta
-    return _number("nbeta", nbeta, allow_zero=False), "given"
-
-
-def _flat_position(target: Target, value: Any, name: str = "center") -> np.ndarray:
-    """A flat unconstrained position of the target's dimension from a vector or a dict of sites."""
-    flat = np.asarray(target.unconstrain(value) if isinstance(value, dict) else value, np.float32)
-    if flat.shape != (target.dim,):
-        raise ModelError(
-            f"{name} must be a flat unconstrained vector of length {target.dim} or a dict of the "
-            f"sites {list(target.latent_sites)}, got shape {tuple(flat.shape)}"
-        )
-    if not np.all(np.isfinite(flat)):
-        raise ModelError(f"{name} has non-finite entries; pass a finite position")
-    return flat
+    return positive("nbeta", nbeta), "given"
 
 
 @dataclass(frozen=True)
@@ -146,13 +119,13 @@ def _settings(
         sampler=sampler,
         nbeta=value,
         nbeta_rule=rule,
-        localization=_number("localization", localization, allow_zero=True),
-        step_size=None if sampler == "nuts" else _number("step_size", step_size, allow_zero=False),
-        num_draws=_count("num_draws", num_draws, 1),
-        burn_in=_count("burn_in", burn_in, 1 if sampler == "nuts" else 0),
-        thin=_count("thin", thin, 1),
-        seed=_count("seed", seed, 0),
-        full_loss_every=None if full_loss_every is None else _count("full_loss_every", full_loss_every, 1),
+        localization=positive("localization", localization, allow_zero=True),
+        step_size=None if sampler == "nuts" else positive("step_size", step_size),
+        num_draws=count("num_draws", num_draws, 1),
+        burn_in=count("burn_in", burn_in, 1 if sampler == "nuts" else 0),
+        thin=count("thin", thin, 1),
+        seed=count("seed", seed, 0),
+        full_loss_every=None if full_loss_every is None else count("full_loss_every", full_loss_every, 1),
         options=options,
     )
 
@@ -231,11 +204,11 @@ def train(
         raise ModelError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
     if schedule not in TRAIN_SCHEDULES:
         raise ModelError(f"schedule must be one of {list(TRAIN_SCHEDULES)}, got {schedule!r}")
-    rate = _number("learning_rate", learning_rate, allow_zero=False)
-    num_steps = _count("num_steps", num_steps, 1)
-    seed = _count("seed", seed, 0)
+    rate = positive("learning_rate", learning_rate)
+    num_steps = count("num_steps", num_steps, 1)
+    seed = count("seed", seed, 0)
     init_key, key = jax.random.split(jax.random.key(seed))
-    z0 = target.init_position(init_key) if init is None else jnp.asarray(_flat_position(target, init, "init"))
+    z0 = target.init_position(init_key) if init is None else target.flat_position(init, "init")
     z, losses, loss, grad_norm = _train_fn(target, optimizer, schedule)(
         z0, key, jnp.float32(rate), jnp.int32(num_steps)
     )
@@ -555,14 +528,14 @@ def estimate(
     """
     s = _settings(target, sampler, nbeta, localization, step_size, num_draws, burn_in, thin, seed,
                   full_loss_every, sampler_options)
-    num_chains = _count("num_chains", num_chains, 1)
+    num_chains = count("num_chains", num_chains, 1)
     train_info = None
     if center is None:
         flat, train_info = train(target, **_train_kwargs(train_options, s.seed))
     else:
         if train_options:
             raise ModelError("train_options are used only with center=None; drop them or the centre")
-        flat = _flat_position(target, center)
+        flat = np.asarray(target.flat_position(center, "center"))
     chains = _sample_chains(target, np.repeat(flat[None], num_chains, axis=0), s, progress)
     return _result(chains, flat, s, train_info)
 
@@ -646,19 +619,19 @@ def calibrate(
     if not len(step_sizes) or not len(localizations):
         raise ModelError("calibrate needs at least one step size and one localization")
     for h in step_sizes:
-        _number("step_size", h, allow_zero=False)
+        positive("step_size", h)
     for loc in localizations:
-        _number("localization", loc, allow_zero=True)
+        positive("localization", loc, allow_zero=True)
     _settings(target, kw["sampler"], kw["nbeta"], localizations[0], step_sizes[0], kw["num_draws"],
               kw["burn_in"], kw["thin"], kw["seed"], kw["full_loss_every"], kw["sampler_options"])
-    _count("num_chains", kw["num_chains"], 1)
+    count("num_chains", kw["num_chains"], 1)
     train_options = estimate_kwargs.pop("train_options", None)
     if center is None:
         flat, _ = train(target, **_train_kwargs(train_options, kw["seed"]))
     elif train_options:
         raise ModelError("train_options are used only with center=None; drop them or the centre")
     else:
-        flat = _flat_position(target, center)
+        flat = np.asarray(target.flat_position(center, "center"))
     rows, results = [], {}
     for loc in localizations:
         for h in step_sizes:
@@ -743,8 +716,8 @@ def trajectory(
         raise ModelError("this run has no target attached (loaded from disk?): pass target=...")
     s = _settings(target, sampler, nbeta, localization, step_size, num_draws, burn_in, thin, seed,
                   full_loss_every, sampler_options)
-    every = _count("every", every, 1)
-    per_point = _count("chains_per_point", chains_per_point, 1)
+    every = count("every", every, 1)
+    per_point = count("chains_per_point", chains_per_point, 1)
     if run.checkpoints.shape[-1] != target.dim:
         raise ModelError(
             f"run positions have {run.checkpoints.shape[-1]} parameters, the target {target.dim}: "

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .checks import count
 from .errors import ModelError, SamplerError
 from .run import Run
 from .samplers import SAMPLERS, Kernel
@@ -140,12 +141,6 @@ def _compiled(fn, *args) -> tuple[Any, float]:
     return _COMPILED[key], time.perf_counter() - start
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ModelError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _initial_positions(target: Target, init: Any, num_chains: int, key: jax.Array) -> jax.Array:
     if init is None or (isinstance(init, str) and init == "prior"):
         return jax.vmap(target.init_position)(jax.random.split(key, num_chains))
@@ -238,12 +233,12 @@ def sample(
                               seed=seed, progress=progress, **options)
     if sampler not in SAMPLERS:
         raise ModelError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS) + ['fractal']}")
-    num_chains = _count("num_chains", num_chains, 1)
-    num_samples = _count("num_samples", num_samples, 1)
-    burn_in = _count("burn_in", burn_in, 0)
-    thin = _count("thin", thin, 1)
-    seed = _count("seed", seed, 0)
-    num_checkpoints = _count("num_checkpoints", num_checkpoints, 2)
+    num_chains = count("num_chains", num_chains, 1)
+    num_samples = count("num_samples", num_samples, 1)
+    burn_in = count("burn_in", burn_in, 0)
+    thin = count("thin", thin, 1)
+    seed = count("seed", seed, 0)
+    num_checkpoints = count("num_checkpoints", num_checkpoints, 2)
     kernel, hyper, resolved = SAMPLERS[sampler](target, dict(options))
     if kernel.warmup is not None and burn_in == 0:
         raise ModelError(f"{sampler} adapts its step size during burn-in: use burn_in >= 1 (e.g. 500)")
@@ -251,12 +246,12 @@ def sample(
     main_steps = num_samples * thin
     loop_burn = 0 if kernel.warmup is not None else burn_in
     total_steps = loop_burn + main_steps
-    checkpoint_start = _count("checkpoint_start", checkpoint_start, 0)
+    checkpoint_start = count("checkpoint_start", checkpoint_start, 0)
     if checkpoint_start >= max(total_steps, 1):
         raise ModelError(f"checkpoint_start={checkpoint_start} is not before the last step {total_steps}")
     record_steps = geometric_steps(total_steps, num_checkpoints, checkpoint_start)
     if record_window is not None:
-        start, length = (_count("record_window start", record_window[0], 0), _count("record_window length", record_window[1], 1))
+        start, length = (count("record_window start", record_window[0], 0), count("record_window length", record_window[1], 1))
         if start + length > total_steps + 1:
             raise ModelError(f"record_window {record_window} ends after the last step {total_steps}")
         record_steps = np.union1d(record_steps, np.arange(start, start + length))

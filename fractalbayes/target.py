@@ -159,6 +159,18 @@ class Target:
         unconstrained = {k: self._transforms[k].inv(jnp.asarray(sites[k])) for k in self.latent_sites}
         return ravel_pytree(unconstrained)[0]
 
+    def flat_position(self, value: Any, name: str = "position") -> jax.Array:
+        """A checked flat unconstrained position (dim,) from a dict of constrained sites or a vector."""
+        flat = self.unconstrain(value) if isinstance(value, dict) else jnp.asarray(value, jnp.float32)
+        if flat.shape != (self.dim,):
+            raise ModelError(
+                f"{name} must be a flat unconstrained vector of length {self.dim} or a dict of the "
+                f"sites {list(self.latent_sites)}, got shape {tuple(flat.shape)}"
+            )
+        if not bool(jnp.all(jnp.isfinite(flat))):
+            raise ModelError(f"{name} has non-finite entries; pass a finite position")
+        return flat
+
     def init_position(self, key: jax.Array) -> jax.Array:
         """A flat unconstrained draw from the prior."""
         model = handlers.seed(self.model, key)

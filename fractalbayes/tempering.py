@@ -33,7 +33,8 @@ import scipy.optimize
 import scipy.special
 from numpy.typing import ArrayLike
 
-from fractalbayes.metrics import as_masses, mass_divergences
+from .checks import positive
+from .metrics import as_masses, mass_divergences
 
 __all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks", "temper"]
 
@@ -113,16 +114,6 @@ def _check_fractal_dim(fractal_dim: str) -> None:
         )
 
 
-def _check_positive(name: str, value: float) -> float:
-    try:
-        number = float(value) if not isinstance(value, (bool, str)) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} is {value!r}; pass a finite number > 0.")
-    return number
-
-
 def _check_lambdas(lambdas: ArrayLike) -> np.ndarray:
     lambdas = np.asarray(lambdas, dtype=float)
     if lambdas.ndim != 1:
@@ -143,7 +134,7 @@ def _scale_mode(scale: str | float, m: float) -> tuple[str, float | None]:
         if scale == "m":
             return "m", math.log(m)
         raise ValueError(f"scale is {scale!r}; use 'fit', 'm' or a number > 0.")
-    return "fixed", math.log(_check_positive("scale", scale))
+    return "fixed", math.log(positive("scale", scale))
 
 
 def _validate(p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim):
@@ -163,8 +154,8 @@ def _validate(p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim):
             "no SGD mass, so KL(p_sgd || q) is infinite; drop or merge those basins or add "
             "pseudo-counts before normalising."
         )
-    d_s = _check_positive("d_s", d_s)
-    m = _check_positive("m", m)
+    d_s = positive("d_s", d_s)
+    m = positive("m", m)
     if xi_range not in _XI_RANGES:
         raise ValueError(f"xi_range is {xi_range!r}; use 'paper' (0 < xi <= 1) or 'free' (xi > 0).")
     _check_fractal_dim(fractal_dim)
@@ -191,7 +182,7 @@ def basin_diffusion_coefficient(
     paper's convention d_f = lambda) or 4 lambda_k / d_s (fractal_dim="2lambda", d_f = 2 lambda).
     """
     _check_fractal_dim(fractal_dim)
-    xi, d_s = _check_positive("xi", xi), _check_positive("d_s", d_s)
+    xi, d_s = positive("xi", xi), positive("d_s", d_s)
     return xi ** _log_xi_slopes(_check_lambdas(lambdas), d_s, fractal_dim)
 
 

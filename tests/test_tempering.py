@@ -145,7 +145,7 @@ GOOD = dict(p_sgd=[0.5, 0.5], p_b=[0.4, 0.6], lambdas=[1.0, 2.0], d_s=1.0, m=100
         (dict(d_s=math.nan), "d_s"),
         (dict(lambdas=[1.0, math.nan]), "lambdas"),
         (dict(lambdas=[-1.0, 1.0]), "lambdas"),
-        (dict(m=0), "m is"),
+        (dict(m=0), "m must be finite and > 0"),
         (dict(xi_range="wide"), "xi_range"),
         (dict(scale="auto"), "scale"),
         (dict(scale=-1.0), "scale"),

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .. import checks
 from ..errors import ModelError
 
 
@@ -40,14 +41,7 @@ def resolve_options(sampler: str, given: dict, defaults: dict) -> dict:
 
 def positive(sampler: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
     """A finite positive (or non-negative) float option, else a ModelError naming it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ModelError(f"{sampler}: option {name} must be a number, got {value!r}") from None
-    if not jnp.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ModelError(f"{sampler}: option {name} must be finite and {bound}, got {value!r}")
-    return number
+    return checks.positive(f"{sampler}: option {name}", value, allow_zero=allow_zero)
 
 
 def tree_norm(tree: Any) -> jax.Array:

@@ -15,6 +15,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
+from .. import checks
 from ..target import Target
 from .base import Kernel, positive, resolve_options, tree_norm
 from .sgmcmc import check_center
@@ -87,7 +88,7 @@ def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: 
 def build(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
     opts = resolve_options("nuts", options, DEFAULTS)
     accept = positive("nuts", "target_acceptance_rate", opts["target_acceptance_rate"])
-    doublings = int(positive("nuts", "max_num_doublings", opts["max_num_doublings"]))
+    doublings = checks.count("nuts: option max_num_doublings", opts["max_num_doublings"], 1)
     hyper = {
         "nbeta": target.n_data if opts["nbeta"] is None else positive("nuts", "nbeta", opts["nbeta"]),
         "localization": positive("nuts", "localization", opts["localization"], allow_zero=True),

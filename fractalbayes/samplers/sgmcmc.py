@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from blackjax.sgmcmc import diffusions
 from blackjax.util import generate_gaussian_noise
 
-from ..errors import ModelError
+from .. import checks
 from ..target import Target
 from . import schedules
 from .base import Kernel, positive, resolve_options, tree_norm
@@ -117,15 +117,7 @@ def _hyper(name: str, target: Target, opts: dict) -> tuple[str | Callable, dict]
 
 def check_center(name: str, target: Target, center: Any) -> jax.Array | None:
     """A flat centre of the target's dimension (from a vector or a dict of sites), or None."""
-    if center is None:
-        return None
-    flat = target.unconstrain(center) if isinstance(center, dict) else jnp.asarray(center, jnp.float32)
-    if flat.shape != (target.dim,):
-        raise ModelError(
-            f"{name}: center must be a flat vector of length {target.dim} or a dict of the sites "
-            f"{list(target.latent_sites)}, got shape {tuple(flat.shape)}"
-        )
-    return flat
+    return None if center is None else target.flat_position(center, f"{name}: center")
 
 
 def build_sgld(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
@@ -137,9 +129,7 @@ def build_sgld(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
 def build_sghmc(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
     opts = resolve_options("sghmc", options, SGHMC_DEFAULTS)
     kind, hyper = _hyper("sghmc", target, opts)
-    steps = opts["num_integration_steps"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ModelError(f"sghmc: num_integration_steps must be a positive int, got {steps!r}")
+    steps = checks.count("sghmc: option num_integration_steps", opts["num_integration_steps"], 1)
     alpha = positive("sghmc", "alpha", opts["alpha"])
     beta = positive("sghmc", "beta", opts["beta"], allow_zero=True)
     return sghmc_kernel(target, kind, hyper["localization"] > 0, steps, alpha, beta), hyper, opts
