@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from fractalbayes import diffusion
+from fractalbayes.slt import diffusion
 
 
 def current_rss_bytes() -> int:

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import jax  # noqa: E402
 
 import fractalbayes as fb  # noqa: E402
-from fractalbayes import llc  # noqa: E402
+from fractalbayes.slt import llc  # noqa: E402
 from fractalbayes.slt import dln_learning_coefficient  # noqa: E402
 
 WIDTHS = (10, 10, 10, 10, 3)

@@ -5,38 +5,51 @@
     run = fb.sample(target, "sgld", num_chains=4, num_samples=1000, step_size=1e-4)
     run.to_arviz(); run.save("sgld.nc"); fb.load_run("sgld.nc")
     fb.summary({"sgld": run, "nuts": fb.sample(target, "nuts")})
+
+The package is built in layers, each importing only the ones before it (docs/architecture.md):
+model -> samplers -> engine -> stats -> slt -> methods -> suite.
 """
 
-from . import data, diffusion, llc, metrics, models, slt, tempering
-from .compare import compare, compare_figures
-from .diagnostics import summary
-from .llc import train
-from .errors import ModelError, SamplerError
-from .run import Run, load_run
-from .sampling import sample
-from .samplers import SAMPLERS
-from .target import Target, from_numpyro
+from fractalbayes import methods
+from fractalbayes.engine import Run, load_run, sample
+from fractalbayes.errors import FractalBayesError, InputError, ModelError, RunFileError, SamplerError, SuiteError
+from fractalbayes.methods import fractal
+from fractalbayes.model import Target, data, from_numpyro, predict
+from fractalbayes.model import zoo as models
+from fractalbayes.samplers import SAMPLERS
+from fractalbayes.slt import diffusion, llc, tempering
+from fractalbayes import slt
+from fractalbayes.slt.llc import train
+from fractalbayes.stats import basins, compare, compare_figures, metrics, summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SAMPLERS",
+    "FractalBayesError",
+    "InputError",
     "ModelError",
+    "Run",
+    "RunFileError",
+    "SamplerError",
+    "SuiteError",
+    "Target",
+    "basins",
     "compare",
     "compare_figures",
-    "metrics",
-    "slt",
-    "tempering",
-    "Run",
-    "SAMPLERS",
-    "SamplerError",
-    "Target",
     "data",
     "diffusion",
-    "llc",
-    "train",
+    "fractal",
     "from_numpyro",
+    "llc",
     "load_run",
+    "methods",
+    "metrics",
     "models",
+    "predict",
     "sample",
+    "slt",
     "summary",
+    "tempering",
+    "train",
 ]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fractalbayes as fb
-from fractalbayes.compare import compare_figures
+from fractalbayes.stats.comparison import compare_figures
 
 
 @pytest.fixture(scope="module")

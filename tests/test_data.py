@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from fractalbayes import data
+from fractalbayes.model import data
 
 SMALL = {
     "moons": {},

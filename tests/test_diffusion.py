@@ -16,7 +16,7 @@ import pytest
 import scipy.linalg
 from scipy.special import erf, erfc
 
-from fractalbayes import diffusion as fd
+from fractalbayes.slt.diffusion import analysis as fd
 
 Z95 = 1.959964
 

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 
 import fractalbayes as fb
-from fractalbayes import diffusion
+from fractalbayes.slt import diffusion
 
 
 def test_moons_sgd_ensemble_is_super_then_sub_diffusive():

@@ -10,8 +10,8 @@ import numpyro.distributions as dist
 import pytest
 
 import fractalbayes as fb
-from fractalbayes.fractal import mixture_weights, tempered_free_energy, tempering_test
-from fractalbayes.tempering import basin_diffusion_coefficient
+from fractalbayes.methods.fractal import mixture_weights, tempered_free_energy, tempering_test
+from fractalbayes.slt.tempering import basin_diffusion_coefficient
 
 
 def double_well(x, y=None):
@@ -60,7 +60,7 @@ def test_two_basin_toy_learning_coefficients_and_formulas(well_run):
     np.testing.assert_allclose(D, basin_diffusion_coefficient(lambdas, 0.5, 1.0, "lambda"), rtol=1e-12)
     np.testing.assert_allclose(basins["nbeta"].values, 1000.0 / D, rtol=1e-6)
     np.testing.assert_allclose(basins["weight"].values, basins["mass_sgd"].values)  # "reachability"
-    assert well_run.config["fractal"]["d_s_source"] == {"given": True}
+    assert well_run.config.method["d_s_source"] == {"given": True}
 
 
 def test_draws_follow_the_mixture_weights(well_run):
@@ -116,11 +116,11 @@ def test_moons_fractal_sampler_reports_its_steady_state(moons):
     run = fb.sample(target, "fractal", num_chains=2, num_samples=50, burn_in=100, thin=2, step_size=1e-4,
                     sgd={"num_chains": 60, "burn_in": 1500, "num_samples": 20, "thin": 25},
                     llc={"num_draws": 200}, basins={"k_range": (2, 3)})
-    state = run.config["fractal"]["steady_state"]
+    state = run.config.method["steady_state"]
     assert {"stationary", "loss_z", "weight_norm_z", "llc_z"} <= set(state)
-    assert run.config["fractal"]["d_s"] > 0 and np.isfinite(run.positions).all()
+    assert run.config.method["d_s"] > 0 and np.isfinite(run.positions).all()
     tree = run.to_arviz()
-    assert tree["basins"]["llc"].shape == (run.config["fractal"]["k"],)
+    assert tree["basins"]["llc"].shape == (run.config.method["k"],)
     assert fb.load_run(run.save("/tmp/fractal_run_test.nc")).groups["basins"]["D"].shape == tree["basins"]["D"].shape
 
 

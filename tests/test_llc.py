@@ -18,7 +18,7 @@ import pytest
 from arviz_stats.base import array_stats
 
 import fractalbayes as fb
-from fractalbayes import llc
+from fractalbayes.slt import llc
 from fractalbayes.slt import exact_tempered_loss, rrr_learning_coefficient
 
 matplotlib.use("Agg")
@@ -164,7 +164,7 @@ def test_to_arviz_holds_traces_and_numbers(regular_result):
     assert tree.attrs["r_hat"] == pytest.approx(array_stats.rhat(llc_trace, chain_axis=0, draw_axis=1))
 
 
-@pytest.mark.filterwarnings("ignore::fractalbayes.llc.LLCHealthWarning")  # 300 draws: R-hat may be marginal
+@pytest.mark.filterwarnings("ignore::fractalbayes.slt.llc.estimate.LLCHealthWarning")  # 300 draws: R-hat may be marginal
 def test_nbeta_rules_are_resolved_and_recorded(regular, regular_result):
     target, _ = regular
     assert llc.resolve_nbeta("n/log n", target) == (pytest.approx(2000 / math.log(2000)), "n/log n")
@@ -242,8 +242,8 @@ def test_every_chain_diverging_raises_with_advice(regular, regular_result):
         ({"center": np.zeros(D + 1)}, "center must be a flat unconstrained vector of length 6"),
         ({"center": {"v": np.zeros(D)}}, "lacks latent site"),
         ({"sampler": "sgd"}, "not an LLC sampler"),
-        ({"num_draws": 0}, "num_draws must be an int >= 1"),
-        ({"full_loss_every": 0}, "full_loss_every must be an int >= 1"),
+        ({"num_draws": 0}, "num_draws must be an integer >= 1"),
+        ({"full_loss_every": 0}, "full_loss_every must be an integer >= 1"),
         ({"sampler_options": {"nbeta": 3.0}}, "sampler_options may not set"),
     ],
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from fractalbayes import metrics
+from fractalbayes.stats import metrics
 
 
 def _normal(seed: int, n: int, d: int, shift=0.0) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from test_suite import CELLS, finished_suite
 
-from fractalbayes import report
+from fractalbayes.suite import report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

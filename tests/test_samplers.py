@@ -164,7 +164,7 @@ def test_adam_momentum_weight_decay_and_map_run(conjugate):
         ("sgd", {"optimizer": "rmsprop"}, "optimizer must be one of"),
         ("sgld", {"schedule": {"kind": "linear"}}, "schedule must be None"),
         ("sgld", {"center": [0.0]}, "center must be a flat unconstrained vector of length 3"),
-        ("sgld", {"num_chains": 0}, "num_chains must be an int >= 1"),
+        ("sgld", {"num_chains": 0}, "num_chains must be an integer >= 1"),
         ("nuts", {"burn_in": 0}, "adapts its step size during burn-in"),
     ],
 )

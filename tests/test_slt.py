@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from fractalbayes.slt import (
+from fractalbayes.slt.exact import (
     _aoyagi_subset,
     dln_learning_coefficient,
     exact_tempered_loss,

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import fractalbayes as fb
-from fractalbayes import analyses, cli, suite as suites
+from fractalbayes.suite import analyses, cli
+from fractalbayes.suite import runner as suites
 
 TINY = """\
 [suite]
@@ -80,7 +81,7 @@ CELLS = ("learning_rate=0.02_seed=0", "learning_rate=0.05_seed=0")
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fractalbayes.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fractalbayes", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -120,7 +121,7 @@ def finished_suite(base: Path) -> Finished:
     suite_file = folder / "tiny.toml"
     suite_file.write_text(TINY)
     out = folder / "out"
-    command = [sys.executable, "-m", "fractalbayes.cli", "run", str(suite_file), "--out", str(out)]
+    command = [sys.executable, "-m", "fractalbayes", "run", str(suite_file), "--out", str(out)]
     with open(folder / "first.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + 240
@@ -229,16 +230,16 @@ MALFORMED = {
     "wrong type": (("num_chains = 2\nnum_samples = 50\nburn_in = 100", 'num_chains = "two"\nnum_samples = 50\nburn_in = 100'),
                    ":16: arms.sgd.num_chains: must be an integer >= 1", "got string 'two'"),
     "wrong option type": (("step_size = 1e-3", 'step_size = "small"'), ":28: arms.sgld.options.step_size",
-                          "must be a number (the default is 0.0001), got string 'small'"),
+                          "must be finite and > 0, got 'small'"),
     "bad choice": (("learning_rate = 0.05 }", 'learning_rate = 0.05, optimizer = "rmsprop" }'),
-                   "arms.sgd.options.optimizer", "must be one of 'sgd', 'adam'; got string 'rmsprop'"),
+                   "arms.sgd.options.optimizer", "must be one of 'sgd', 'adam'; got 'rmsprop'"),
     "bad TOML": (("[data]", "[data"), ":10: invalid TOML", "at line 10"),
     "unknown analysis": (('"lyapunov"]', '"lyapunov", "entropy"]'), "suite.analyses: unknown analysis 'entropy'",
                          "allowed: predictive, summary, compare, llc, diffusion, tempering, lyapunov, llc_truth"),
     "bad grid key": (('"arms.sgd.options.learning_rate" = [0.02, 0.05]', '"arms.adam.options.learning_rate" = [0.02]'),
                      "grid.'arms.adam.options.learning_rate': no arm named 'adam'", "arms: sgd, sgld, nuts"),
     "bad grid value": (("[0.02, 0.05]", '[0.02, "fast"]'), "grid.'arms.sgd.options.learning_rate': value 'fast'",
-                       "must be a number"),
+                       "must be finite and > 0, got 'fast'"),
     "unknown data set": (('name = "linear_teacher"', 'name = "cifar"'), "data.name: unknown data set 'cifar'",
                          "allowed: moons, digits, mnist1d, mnist"),
 }

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from fractalbayes.tempering import basin_diffusion_coefficient, fit_tempering, permutation_ranks
+from fractalbayes.slt.tempering import basin_diffusion_coefficient, fit_tempering, permutation_ranks
 
 P_B = np.array([0.1, 0.2, 0.3, 0.4])
 LAMBDAS = np.array([0.5, 1.0, 1.5, 2.2])

@@ -1,13 +1,21 @@
-"""Sampler registry: name -> builder(target, options) -> (Kernel, hyper, resolved options)."""
+"""Layer 2, the samplers: BlackJAX-style kernels and the one registry ``fb.sample`` dispatches through.
 
-from . import nuts, sgd, sgmcmc
-from .base import Kernel
+Every module here that registers a :class:`~fractalbayes.samplers.registry.SamplerSpec` is imported
+below, so adding a kernel touches one file: its own.
+"""
 
-SAMPLERS = {
-    "sgd": sgd.build,
-    "sgld": sgmcmc.build_sgld,
-    "sghmc": sgmcmc.build_sghmc,
-    "nuts": nuts.build,
-}
+import importlib
+import pkgutil
 
-__all__ = ["SAMPLERS", "Kernel"]
+from fractalbayes.samplers.base import Kernel, StepInfo
+from fractalbayes.samplers.registry import REGISTRY, Option, SamplerSpec, get, register
+
+_SUPPORT = {"base", "registry", "schedules", "gradients", "tempered"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SUPPORT:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+SAMPLERS = REGISTRY
+"""Every registered sampler by name (kernels here; methods such as 'fractal' register from above)."""
+
+__all__ = ["Kernel", "Option", "REGISTRY", "SAMPLERS", "SamplerSpec", "StepInfo", "get", "register"]

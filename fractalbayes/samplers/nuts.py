@@ -8,25 +8,24 @@ chain keeps its own step size and diagonal inverse mass matrix in its state.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
 
-from .. import checks
-from ..target import Target
-from .base import Kernel, positive, resolve_options, tree_norm
-from .sgmcmc import check_center
+from fractalbayes import checks
+from fractalbayes.model.target import Target
+from fractalbayes.samplers import tempered
+from fractalbayes.samplers.base import Kernel, tree_norm
+from fractalbayes.samplers.gradients import tempered_log_density
+from fractalbayes.samplers.registry import Option, SamplerSpec, register
 
-DEFAULTS: dict[str, Any] = {
-    "target_acceptance_rate": 0.8,
-    "max_num_doublings": 10,
-    "nbeta": None,
-    "localization": 0.0,
-    "center": None,
-}
+
+class NUTSHyper(NamedTuple):
+    nbeta: float
+    localization: float
+    center: Any = None
 
 
 class NUTSChainState(NamedTuple):
@@ -37,63 +36,63 @@ class NUTSChainState(NamedTuple):
     inverse_mass_matrix: jax.Array
 
 
-def _log_density_fn(target: Target, center, hyper):
-    def log_density(z):
-        value, _ = target.log_posterior_estimate(z, target.data, hyper["nbeta"])
-        return value - 0.5 * hyper["localization"] * jnp.sum(jnp.square(z - center))
+class NUTSInfo(NamedTuple):
+    loss: jax.Array
+    grad_norm: jax.Array
+    step_size: jax.Array
+    acceptance_rate: jax.Array
+    num_integration_steps: jax.Array
+    diverging: jax.Array
 
-    return log_density
 
-
-@functools.cache
 def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: float) -> Kernel:
+    density = tempered_log_density(target, localized=True)
     kernel = blackjax.nuts.build_kernel()
 
-    def init(position, key, hyper):
-        center = hyper.get("center", position)
-        hmc = blackjax.nuts.init(position, _log_density_fn(target, center, hyper))
+    def log_density_fn(center, hyper: NUTSHyper):
+        return lambda z: density(z, center, target.data, hyper.nbeta, hyper.localization)[0]
+
+    def init(position, key, hyper: NUTSHyper):
+        center = position if hyper.center is None else hyper.center
+        hmc = blackjax.nuts.init(position, log_density_fn(center, hyper))
         return NUTSChainState(hmc, center, jnp.ones(()), jnp.ones_like(position))
 
-    def warmup(key, state, num_steps, hyper):
+    def warmup(key, state, num_steps, hyper: NUTSHyper):
         adaptation = blackjax.window_adaptation(
             blackjax.nuts,
-            _log_density_fn(target, state.center, hyper),
+            log_density_fn(state.center, hyper),
             target_acceptance_rate=target_acceptance_rate,
             max_num_doublings=max_num_doublings,
         )
         (hmc, params), _ = adaptation.run(key, state.hmc.position, num_steps)
         return NUTSChainState(hmc, state.center, params["step_size"], params["inverse_mass_matrix"])
 
-    def step(key, state, batch, i, hyper):
-        log_density = _log_density_fn(target, state.center, hyper)
-        hmc, info = kernel(
-            key, state.hmc, log_density, state.step_size, state.inverse_mass_matrix, max_num_doublings
-        )
+    def step(key, state, batch, i, hyper: NUTSHyper):
+        hmc, info = kernel(key, state.hmc, log_density_fn(state.center, hyper), state.step_size,
+                           state.inverse_mass_matrix, max_num_doublings)
         z = state.hmc.position
-        localization = 0.5 * hyper["localization"] * jnp.sum(jnp.square(z - state.center))
+        localization = 0.5 * hyper.localization * jnp.sum(jnp.square(z - state.center))
         # L_n at the pre-step position, recovered from the stored log density without a model pass.
-        loss = (target.log_prior(z) - localization - state.hmc.logdensity) / hyper["nbeta"]
-        return state._replace(hmc=hmc), {
-            "loss": loss,
-            "grad_norm": tree_norm(state.hmc.logdensity_grad),
-            "step_size": state.step_size,
-            "acceptance_rate": info.acceptance_rate,
-            "num_integration_steps": info.num_integration_steps,
-            "diverging": info.is_divergent,
-        }
+        loss = (target.log_prior(z) - localization - state.hmc.logdensity) / hyper.nbeta
+        return state._replace(hmc=hmc), NUTSInfo(loss, tree_norm(state.hmc.logdensity_grad), state.step_size,
+                                                 info.acceptance_rate, info.num_integration_steps, info.is_divergent)
 
     return Kernel(init=init, step=step, position=lambda s: s.hmc.position, full_batch=True, warmup=warmup)
 
 
-def build(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
-    opts = resolve_options("nuts", options, DEFAULTS)
-    accept = positive("nuts", "target_acceptance_rate", opts["target_acceptance_rate"])
-    doublings = checks.count("nuts: option max_num_doublings", opts["max_num_doublings"], 1)
-    hyper = {
-        "nbeta": target.n_data if opts["nbeta"] is None else positive("nuts", "nbeta", opts["nbeta"]),
-        "localization": positive("nuts", "localization", opts["localization"], allow_zero=True),
-    }
-    center = check_center("nuts", target, opts["center"])
-    if center is not None:
-        hyper["center"] = center
-    return nuts_kernel(target, doublings, accept), hyper, opts
+def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, NUTSHyper]:
+    numbers = NUTSHyper(tempered.nbeta(target, opts), opts["localization"], tempered.center("nuts", target, opts["center"]))
+    structure = (opts["max_num_doublings"], opts["target_acceptance_rate"])
+    return target.memo(("nuts", *structure), lambda: nuts_kernel(target, *structure)), numbers
+
+
+SPEC = register(SamplerSpec(
+    name="nuts",
+    summary="BlackJAX NUTS with Stan's window adaptation on the full data: the reference posterior",
+    options=(
+        Option("target_acceptance_rate", 0.8, checks.real(minimum=0.0, maximum=1.0), "adaptation's target acceptance"),
+        Option("max_num_doublings", 10, checks.integer(1), "maximum tree depth"),
+    ) + tempered.OPTIONS,
+    build=build,
+    warmup=True,
+))

@@ -9,40 +9,42 @@ the posterior's (Mandt, Hoffman & Blei 2017 treat constant-rate SGD as the sampl
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import optax
 
-from ..errors import ModelError
-from ..target import Target
-from . import schedules
-from .base import Kernel, positive, resolve_options, tree_norm
+from fractalbayes import checks
+from fractalbayes.model.target import Target
+from fractalbayes.samplers import schedules
+from fractalbayes.samplers.base import Kernel, StepInfo, tree_norm
+from fractalbayes.samplers.registry import Option, SamplerSpec, register
 
-DEFAULTS: dict[str, Any] = {
-    "learning_rate": 1e-2,
-    "momentum": 0.0,
-    "weight_decay": 0.0,
-    "schedule": None,
-    "optimizer": "sgd",
-    "objective": "nll",
-}
 OPTIMIZERS = ("sgd", "adam")
 OBJECTIVES = ("nll", "map")
+OPTIONS = (
+    Option("learning_rate", 1e-2, checks.positive(), "learning rate eta"),
+    Option("momentum", 0.0, checks.positive(allow_zero=True), "heavy-ball momentum (optimizer 'sgd')"),
+    Option("weight_decay", 0.0, checks.positive(allow_zero=True), "decoupled weight decay (optax.add_decayed_weights)"),
+    Option("schedule", None, schedules.validate, "learning-rate schedule (constant, polynomial, cyclical, callable)"),
+    Option("optimizer", "sgd", checks.choice(*OPTIMIZERS), "optax optimizer"),
+    Option("objective", "nll", checks.choice(*OBJECTIVES), "minibatch NLL, or the MAP objective L_B - log rho / n"),
+)
+
+
+class SGDState(NamedTuple):
+    position: jax.Array
+    optimizer: Any
+    """The optax optimizer state."""
 
 
 def _optimizer(kind: str, rate, momentum: float, weight_decay: float) -> optax.GradientTransformation:
-    base = (
-        optax.sgd(rate, momentum=momentum or None) if kind == "sgd" else optax.adam(rate)
-    )
+    base = optax.sgd(rate, momentum=momentum or None) if kind == "sgd" else optax.adam(rate)
     return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
 
 
-@functools.cache
-def _kernel(
-    target: Target, optimizer: str, objective: str, momentum: float, weight_decay: float, schedule: str | Callable
-) -> Kernel:
+def sgd_kernel(target: Target, optimizer: str, objective: str, momentum: float, weight_decay: float,
+               schedule: str | Callable) -> Kernel:
     def objective_fn(z, batch):
         loss = target.loss(z, batch)
         if objective == "map":
@@ -50,32 +52,27 @@ def _kernel(
         return loss, loss
 
     def init(position, key, hyper):
-        return position, _optimizer(optimizer, 0.0, momentum, weight_decay).init(position)
+        return SGDState(position, _optimizer(optimizer, 0.0, momentum, weight_decay).init(position))
 
-    def step(key, state, batch, i, hyper):
-        z, opt_state = state
-        rate = schedules.rate_at(schedule, hyper, i, hyper["total_steps"])
-        (_, loss), grad = jax.value_and_grad(objective_fn, has_aux=True)(z, batch)
-        updates, opt_state = _optimizer(optimizer, rate, momentum, weight_decay).update(grad, opt_state, z)
-        return (optax.apply_updates(z, updates), opt_state), {
-            "loss": loss,
-            "grad_norm": tree_norm(grad),
-            "step_size": rate,
-        }
+    def step(key, state, batch, i, hyper: schedules.Schedule):
+        rate = schedules.rate_at(schedule, hyper, i)
+        (_, loss), grad = jax.value_and_grad(objective_fn, has_aux=True)(state.position, batch)
+        updates, opt_state = _optimizer(optimizer, rate, momentum, weight_decay).update(
+            grad, state.optimizer, state.position)
+        return SGDState(optax.apply_updates(state.position, updates), opt_state), StepInfo(loss, tree_norm(grad), rate)
 
-    return Kernel(init=init, step=step, position=lambda state: state[0])
+    return Kernel(init=init, step=step, position=lambda state: state.position)
 
 
-def build(target: Target, options: dict) -> tuple[Kernel, dict, dict]:
-    opts = resolve_options("sgd", options, DEFAULTS)
+def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, schedules.Schedule]:
+    kind, numbers = schedules.parameters(opts["schedule"], opts["learning_rate"], total_steps)
+    structure = (opts["optimizer"], opts["objective"], opts["momentum"], opts["weight_decay"], kind)
+    return target.memo(("sgd", *structure), lambda: sgd_kernel(target, *structure)), numbers
 
-    if opts["optimizer"] not in OPTIMIZERS:
-        raise ModelError(f"sgd: optimizer must be one of {OPTIMIZERS}, got {opts['optimizer']!r}")
-    if opts["objective"] not in OBJECTIVES:
-        raise ModelError(f"sgd: objective must be one of {OBJECTIVES}, got {opts['objective']!r}")
-    rate = positive("sgd", "learning_rate", opts["learning_rate"])
-    momentum = positive("sgd", "momentum", opts["momentum"], allow_zero=True)
-    weight_decay = positive("sgd", "weight_decay", opts["weight_decay"], allow_zero=True)
-    kind, hyper = schedules.parse("sgd", opts["schedule"], rate)
-    kernel = _kernel(target, opts["optimizer"], opts["objective"], momentum, weight_decay, kind)
-    return kernel, hyper, opts
+
+SPEC = register(SamplerSpec(
+    name="sgd",
+    summary="SGD or Adam iterates treated as samples (optax); each chain one training run",
+    options=OPTIONS,
+    build=build,
+))

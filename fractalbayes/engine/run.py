@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from fractalbayes.engine.config import RunConfig
+
 META_KEY = "fractalbayes"
 
 
@@ -42,7 +44,8 @@ class Run:
     diverged_at: np.ndarray
     """Step at which each chain turned non-finite and stopped updating; -1 if it never did."""
     observed: dict[str, np.ndarray] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    config: RunConfig | None = None
+    """How the run was made (sampler, resolved options, run settings, target identity)."""
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     groups: dict[str, xr.Dataset] = field(default_factory=dict)
@@ -64,13 +67,13 @@ class Run:
 
     @property
     def lag_window_start(self) -> int | None:
-        window = self.config.get("record_window")
+        window = self.config.record_window
         return None if window is None else int(window[0])
 
     @property
     def lag_window(self) -> np.ndarray | None:
         """Positions at every step of the recorded window (chain, W, param), if one was asked for."""
-        window = self.config.get("record_window")
+        window = self.config.record_window
         if window is None:
             return None
         start, length = window
@@ -99,7 +102,7 @@ class Run:
             {
                 "sampler": self.sampler,
                 "diverged_at": self.diverged_at.tolist(),
-                "config": self.config,
+                "config": self.config.to_json() if self.config is not None else None,
                 "timings": self.timings,
                 "versions": self.versions,
                 "extra_groups": sorted(self.groups),
@@ -129,7 +132,7 @@ class Run:
             checkpoint_steps=np.asarray(checkpoints["step"].values),
             diverged_at=np.asarray(meta["diverged_at"], dtype=np.int64),
             observed=variables("observed_data"),
-            config=meta["config"],
+            config=RunConfig.from_json(meta["config"]) if meta["config"] is not None else None,
             timings=meta["timings"],
             versions=meta["versions"],
             groups={g: tree[g].to_dataset() for g in meta.get("extra_groups", [])},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .suite import EXECUTORS, SuiteError, check_output, load_suite, plan, run_suite
+from fractalbayes.suite.runner import EXECUTORS, SuiteError, check_output, load_suite, plan, run_suite
 
 
 def _fail(error: SuiteError) -> int:
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from fractalbayes.suite.report import write_report
 
     try:
         page = write_report(args.dir)
@@ -76,8 +76,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .report import comparison_table, load_cells, write_report
-    from .suite import SUITES_DIR
+    from fractalbayes.suite.report import comparison_table, load_cells, write_report
+    from fractalbayes.suite.runner import SUITES_DIR
 
     try:
         suite = load_suite(SUITES_DIR / "quick.toml")

@@ -33,8 +33,8 @@ import scipy.optimize
 import scipy.special
 from numpy.typing import ArrayLike
 
-from .checks import positive
-from .metrics import as_masses, mass_divergences
+from fractalbayes.checks import finite as positive
+from fractalbayes.stats.metrics import as_masses, mass_divergences
 
 __all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks", "temper"]
 

@@ -29,13 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import analyses, fractal
-from . import data as datasets
-from . import models
-from .analyses import REQUIRED
-from .samplers import SAMPLERS, nuts, sgd, sgmcmc
+from fractalbayes.suite import analyses
+from fractalbayes.model import data as datasets
+from fractalbayes.model import zoo as models
+from fractalbayes.suite.analyses import REQUIRED
+from fractalbayes.errors import SuiteError
+from fractalbayes import checks
+from fractalbayes.samplers import registry
+from fractalbayes.samplers.registry import Option
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
 """The shipped suites (present in a source checkout or an editable install)."""
 
 SECTIONS = ("suite", "model", "data", "arms", "grid", "cases", "analyses", "report")
@@ -44,15 +47,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "num_chains": 4, "num_samples": 1000, "burn_in": 1000, "thin": 1, "num_checkpoints": 100,
     "checkpoint_start": 0, "record_window": None, "init": None, "batch_size": None,
 }
-FRACTAL_RUN_KEYS = ("num_chains", "num_samples", "burn_in", "thin", "batch_size")
-
-
-class SuiteError(ValueError):
-    """A suite file (or a command's use of it) cannot be run; ``problems`` lists every problem."""
-
-    def __init__(self, source: str | os.PathLike, problems: Sequence[str]):
-        self.source, self.problems = str(source), list(problems)
-        super().__init__(f"{self.source}: {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,31 +121,6 @@ def _like_default(default: Any) -> Callable[[Any], str | None]:
     else:
         return lambda v: None
     return lambda v: None if kinds(v) else f"must be {want} (the default is {default!r}), got {_show(v)}"
-
-
-SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": sgd.DEFAULTS,
-    "sgld": sgmcmc.DEFAULTS,
-    "sghmc": sgmcmc.SGHMC_DEFAULTS,
-    "nuts": nuts.DEFAULTS,
-    "fractal": fractal.DEFAULTS,
-}
-"""Option names and defaults (whose types the file must match) of each sampler."""
-_SGD_CHECKS = {"optimizer": _choice(sgd.OPTIMIZERS), "objective": _choice(sgd.OBJECTIVES)}
-SAMPLER_CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
-    "sgd": _SGD_CHECKS,
-    "fractal": {"weights": _choice(fractal.WEIGHTS), "kernel": _choice(fractal.KERNELS),
-                "fractal_dim": _choice(("lambda", "2lambda")), "gamma_eff": _choice(("sgd", float))},
-}
-"""Checks that replace the default-type check: choices, and options taking a string or a number."""
-FRACTAL_TABLES: dict[str, tuple[dict[str, Any], dict[str, Callable]]] = {
-    "sgd": (fractal.SGD_DEFAULTS | {k: sgd.DEFAULTS[k] for k in ("momentum", "weight_decay", "optimizer", "schedule")},
-            _SGD_CHECKS),
-    "llc": (fractal.LLC_DEFAULTS | {"nbeta": None, "sampler": "sgld", "thin": 1},
-            {"nbeta": _choice(("n/log n", "batch", float)), "sampler": _choice(("sgld", "sghmc", "nuts"))}),
-    "basins": (fractal.BASIN_DEFAULTS, {"feature": _choice(("labels", "probs", "mean"))}),
-}
-"""The fractal sampler's nested tables: its defaults plus the extra keys sample_fractal accepts."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,31 +454,45 @@ def _check_data(data: Any, problems: _Problems) -> None:
                    open_ended=open_ended)
 
 
+def _check_sampler_options(given: Any, options: Sequence[Option], where: str, owner: str, problems: _Problems) -> None:
+    """A sampler's options against its registered spec: names, values (the spec's own validators),
+    nested tables key by key."""
+    given = _check_table(given, where, problems)
+    by_name = {o.name: o for o in options}
+    for name, value in given.items():
+        key = f"{where}.{name}"
+        if name not in by_name:
+            problems.add(key, f"unknown option {name!r} for {owner}; allowed: {', '.join(by_name)}")
+        elif by_name[name].table is not None:
+            _check_sampler_options(value, by_name[name].table, key, f"{owner}'s {name} table", problems)
+        else:
+            try:
+                by_name[name].validate(value)
+            except checks.Invalid as reason:
+                problems.add(key, str(reason))
+
+
 def _check_arm(name: str, arm: Any, problems: _Problems) -> None:
     where = f"arms.{name}"
     arm = _check_table(arm, where, problems)
     sampler = arm.get("sampler")
-    samplers = sorted(SAMPLERS) + ["fractal"]
-    if sampler not in samplers:
-        problems.add(f"{where}.sampler", f"unknown sampler {sampler!r}; allowed: {', '.join(samplers)}")
+    if sampler not in registry.REGISTRY:
+        problems.add(f"{where}.sampler", f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(registry.REGISTRY))}")
         return
-    run_keys = FRACTAL_RUN_KEYS if sampler == "fractal" else tuple(RUN_DEFAULTS)
-    _check_keys(arm, where, ("sampler", "options", *run_keys), problems,
-                what=f"key for a {sampler} arm")
-    checks = {"num_chains": _integer(1), "num_samples": _integer(1), "burn_in": _integer(0), "thin": _integer(1),
-              "num_checkpoints": _integer(2), "batch_size": _integer(1),
-              "checkpoint_start": lambda v: None if _is_int(v) and v >= 0 or v == "burn_in"
-              else f"must be an integer >= 0 or 'burn_in', got {_show(v)}",
-              "record_window": lambda v: None if isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)
-              else f"must be [start, length] (integers), got {_show(v)}",
-              "init": _choice(("prior", "uniform"))}
+    spec = registry.REGISTRY[sampler]
+    run_keys = tuple(k for k in RUN_DEFAULTS if k == "batch_size" or k in spec.run_settings)
+    _check_keys(arm, where, ("sampler", "options", *run_keys), problems, what=f"key for a {sampler} arm")
+    run_checks = {"num_chains": _integer(1), "num_samples": _integer(1), "burn_in": _integer(0), "thin": _integer(1),
+                  "num_checkpoints": _integer(2), "batch_size": _integer(1),
+                  "checkpoint_start": lambda v: None if _is_int(v) and v >= 0 or v == "burn_in"
+                  else f"must be an integer >= 0 or 'burn_in', got {_show(v)}",
+                  "record_window": lambda v: None if isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)
+                  else f"must be [start, length] (integers), got {_show(v)}",
+                  "init": _choice(("prior", "uniform"))}
     for key in run_keys:
-        if key in arm and (problem := checks[key](arm[key])):
+        if key in arm and (problem := run_checks[key](arm[key])):
             problems.add(f"{where}.{key}", problem)
-    defaults = SAMPLER_DEFAULTS.get(sampler)
-    _check_options(arm.get("options", {}), defaults or {}, f"{where}.options", f"sampler {sampler!r}", problems,
-                   checks=SAMPLER_CHECKS.get(sampler), tables=FRACTAL_TABLES if sampler == "fractal" else None,
-                   open_ended=defaults is None)
+    _check_sampler_options(arm.get("options", {}), spec.options, f"{where}.options", f"sampler {sampler!r}", problems)
 
 
 def _analysis_checks(spec: analyses.Analysis) -> dict[str, Callable[[Any], str | None]]:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from .target import Target
+from fractalbayes.model.target import Target
 
 
 def _site(target: Target, site: str | None) -> str:

@@ -45,15 +45,15 @@ import pandas as pd
 import xarray as xr
 from arviz_stats.base import array_stats
 
-from .checks import count, positive
-from .errors import ModelError, SamplerError
-from .run import Run
-from .samplers.sgmcmc import _gradient_fn
-from .sampling import sample
-from .target import Target
+from fractalbayes.checks import count
+from fractalbayes.checks import finite as positive
+from fractalbayes.errors import ModelError, SamplerError
+from fractalbayes.engine.run import Run
+from fractalbayes.samplers.gradients import tempered_log_density_and_grad
+from fractalbayes.engine.sample import sample
+from fractalbayes.model.target import Target
 
-NBETA_RULES = ("n/log n", "batch")
-LLC_SAMPLERS = ("sgld", "sghmc", "nuts")
+from fractalbayes.slt.llc.settings import LLC_SAMPLERS, NBETA_RULES  # noqa: E402
 OPTIMIZERS = ("sgd", "adam")
 TRAIN_SCHEDULES = ("cosine", "constant")
 RHAT_LIMIT = 1.05
@@ -263,14 +263,14 @@ def _mala_fn(target: Target):
     it); sharing it keeps one model pass per point vmapped only over positions, which halves the
     compile time.
     """
-    grad_fn = _gradient_fn(target, localized=True)  # exact for any localization, 0 included
+    grad_fn = tempered_log_density_and_grad(target, localized=True)  # exact for any localization, 0 included
     full_batch = target.batch_size == target.n_data
 
     def one(z, center, h, noise, batch, hyper):
-        temperature = hyper["temperature"]
-        (log_p, _), g = grad_fn(z, center, batch, hyper)
+        nbeta, localization, temperature = hyper
+        (log_p, _), g = grad_fn(z, center, batch, nbeta, localization)
         proposal = z + h * g + noise
-        (log_p_new, _), g_new = grad_fn(proposal, center, batch, hyper)
+        (log_p_new, _), g_new = grad_fn(proposal, center, batch, nbeta, localization)
         forward = jnp.sum(jnp.square(proposal - z - h * g)) / (4 * h * temperature)
         backward = jnp.sum(jnp.square(z - proposal - h * g_new)) / (4 * h * temperature)
         log_ratio = (log_p_new - log_p) / temperature + forward - backward
@@ -279,7 +279,7 @@ def _mala_fn(target: Target):
     def rates(key, z, center, h, hyper):
         batch_key, noise_key = jax.random.split(key)
         batch = target.data if full_batch else target.sample_batch(batch_key)
-        noise = jnp.sqrt(2 * h * hyper["temperature"])[:, None] * jax.random.normal(noise_key, z.shape)
+        noise = jnp.sqrt(2 * h * hyper[2])[:, None] * jax.random.normal(noise_key, z.shape)
         return jax.vmap(one, in_axes=(0, 0, 0, 0, None, None))(z, center, h, noise, batch, hyper)
 
     return jax.jit(rates)
@@ -289,17 +289,16 @@ def _mala_acceptance(
     target: Target, run: Run, centers: np.ndarray, s: _Settings, alive: np.ndarray
 ) -> float | None:
     """Mean MALA acceptance of SGLD proposals from up to 100 evenly spaced draws of each live chain."""
-    if s.sampler != "sgld" or not alive.any() or float(run.config["options"]["temperature"]) == 0:
+    if s.sampler != "sgld" or not alive.any() or float(run.config.options["temperature"]) == 0:
         return None
-    temperature = float(run.config["options"]["temperature"])
+    temperature = float(run.config.options["temperature"])
     points = min(run.num_draws, MALA_POINTS_PER_CHAIN)
     index = np.unique(np.linspace(0, run.num_draws - 1, points).astype(int))
     z = run.positions[alive][:, index].reshape(-1, target.dim)
     h = run.stats["step_size"][alive][:, index].reshape(-1)
     center = np.repeat(centers[alive], len(index), axis=0)
     key = jax.random.fold_in(jax.random.key(s.seed), 1)
-    hyper = {"nbeta": jnp.float32(s.nbeta), "localization": jnp.float32(s.localization),
-             "temperature": jnp.float32(temperature)}
+    hyper = (jnp.float32(s.nbeta), jnp.float32(s.localization), jnp.float32(temperature))
     return float(np.mean(_mala_fn(target)(key, z, center, h, hyper)))
 
 

@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances, silhouette_score
 
-from .errors import ModelError
-from .predict import class_probabilities, predictive_mean
-from .target import Target
+from fractalbayes.errors import ModelError
+from fractalbayes.model.predict import class_probabilities, predictive_mean
+from fractalbayes.model.target import Target
 
 FEATURES = ("labels", "probs", "mean", "weights")
 

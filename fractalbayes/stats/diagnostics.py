@@ -5,7 +5,7 @@ from __future__ import annotations
 import arviz_stats
 import pandas as pd
 
-from .run import Run
+from fractalbayes.engine.run import Run
 
 
 def summary(runs: dict[str, Run], *, var_names: list[str] | None = None, kind: str = "all") -> pd.DataFrame:

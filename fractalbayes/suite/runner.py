@@ -24,11 +24,9 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
-import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import traceback
 import warnings
@@ -36,10 +34,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from . import analyses
-from .suitefile import (
+from fractalbayes.suite import analyses
+from fractalbayes.suite import figures as cell_figures
+from fractalbayes.suite.store import write_atomic, write_json
+from fractalbayes.suite.spec import (
     RUN_DEFAULTS,
     SUITES_DIR,
     Cell,
@@ -67,7 +66,7 @@ __all__ = [  # the suite API in one place (files are read by fractalbayes.suitef
 def _dataset_and_target(key: str):
     """(Dataset, Target) for a canonical-JSON (model, data) key: one Target, so one compilation, per
     distinct model and data across the cells of a process."""
-    from .target import from_numpyro
+    from fractalbayes.model.target import from_numpyro
 
     model_cfg, data_cfg = json.loads(key)
     dataset = data_function(data_cfg["name"])(**data_cfg.get("options", {}))
@@ -84,7 +83,7 @@ def _with_batch_size(target, batch_size: int):
 
 
 def _sample_arm(target, arm: dict, seed: int, progress: bool):
-    from .sampling import sample
+    from fractalbayes.engine.sample import sample
 
     kwargs = {k: v for k, v in arm.items() if k in RUN_DEFAULTS and k != "batch_size"}
     if kwargs.get("checkpoint_start") == "burn_in":
@@ -129,7 +128,6 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
     when building the target or an arm failed), error, and per-arm and per-analysis status,
     seconds and warnings. Analysis failures are recorded, not fatal. KeyboardInterrupt propagates.
     """
-    from . import report
 
     folder.mkdir(parents=True)
     config = cell.config
@@ -168,11 +166,11 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
         results[name] |= {"seconds": time.perf_counter() - tic, "warnings": caught}
         outcome["analyses"][name] = {k: v for k, v in results[name].items() if k != "result"}
     with _Capture():
-        figures = report.cell_figures(context) | context.figures
+        figures = cell_figures.cell_figures(context) | context.figures
     (folder / "figures").mkdir()
     for name, figure in figures.items():
         figure.savefig(folder / "figures" / f"{name}.png", dpi=90)
-    report.close_figures()
+    cell_figures.close_figures()
     write_json(folder / "analyses.json", results)
     return outcome
 
@@ -180,43 +178,6 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
 # --------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: numpy to Python, NaN/inf to None, DataFrames to {columns, index, data}."""
-    import pandas as pd
-
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, pd.DataFrame):
-        return plain(value.reset_index().to_dict(orient="split", index=False))
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the rest of a group
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(plain(value), indent=1, allow_nan=False))
 
 
 STAGING = re.compile(r"^\..+\.partial-\d+$")

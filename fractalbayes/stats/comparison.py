@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .predict import class_probabilities, predictive_samples
-from .run import Run
-from .target import Target
+from fractalbayes.stats import metrics
+from fractalbayes.model.predict import class_probabilities, predictive_samples
+from fractalbayes.engine.run import Run
+from fractalbayes.model.target import Target
 
 
 def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +34,7 @@ def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) 
 
 def chain_health(run: Run) -> dict[str, float]:
     """Min ESS bulk/tail and max R-hat over all posterior sites, and the count of diverging draws."""
-    from .diagnostics import summary
+    from fractalbayes.stats.diagnostics import summary
 
     table = summary({"run": run}, kind="diagnostics")
     return {
@@ -101,7 +101,7 @@ def compare(
     """
     if reference not in runs:
         raise ValueError(f"reference {reference!r} is not among the runs {sorted(runs)}")
-    fingerprints = {name: run.config.get("target", {}).get("fingerprint") for name, run in runs.items()}
+    fingerprints = {name: run.config.target.fingerprint for name, run in runs.items()}
     if len(set(fingerprints.values())) > 1:
         raise ValueError(f"runs sample different targets (fingerprints {fingerprints}); compare runs of one target")
     target = target or runs[reference].target or next((r.target for r in runs.values() if r.target), None)

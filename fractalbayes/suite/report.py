@@ -32,81 +32,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analyses import ANALYSES, is_classifier  # noqa: E402
-from .predict import class_probabilities  # noqa: E402
-from .suite import SuiteError, short_names, write_atomic, write_json, plain  # noqa: E402
+from fractalbayes.suite.analyses import ANALYSES  # noqa: E402
+from fractalbayes.suite.figures import close_figures  # noqa: E402
+from fractalbayes.errors import SuiteError  # noqa: E402
+from fractalbayes.suite.spec import short_names  # noqa: E402
+from fractalbayes.suite.store import plain, write_atomic, write_json  # noqa: E402
 
 TITLES = {
     "predictive": "Held-out predictions", "summary": "Chain diagnostics", "compare": "Comparison with the reference",
     "llc": "Local learning coefficient", "diffusion": "Weight diffusion", "tempering": "Tempering test",
     "lyapunov": "Constant SGD vs the Lyapunov prediction", "llc_truth": "LLC against the exact value",
 }
-
-# --------------------------------------------------------------------------------------------------
-# Figures of one cell (drawn by the runner)
-# --------------------------------------------------------------------------------------------------
-
-
-def loss_trace_figure(runs: dict) -> plt.Figure:
-    """Chain-mean minibatch loss per draw of every arm."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, run in runs.items():
-        ax.plot(run.stats["loss"].mean(0), label=name)
-    ax.set(xlabel="draw", ylabel="minibatch mean NLL (chain mean)", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def predictive_map_figure(target, runs: dict, x: np.ndarray, y: np.ndarray) -> plt.Figure:
-    """Mean predictive p(y = 1 | x) of each arm on a grid over 2-D inputs, with the training points."""
-    low, high = x.min(0) - 0.5, x.max(0) + 0.5
-    axes_1d = [np.linspace(low[i], high[i], 60) for i in range(2)]
-    grid = np.stack(np.meshgrid(*axes_1d), -1).reshape(-1, 2).astype(np.float32)
-    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.6), sharey=True, squeeze=False)
-    for ax, (name, run) in zip(axes[0], runs.items()):
-        flat = run.positions.reshape(-1, run.positions.shape[-1])[:: max(1, run.num_chains * run.num_draws // 400)]
-        probs = class_probabilities(target, flat, grid)[..., 1].mean(0)
-        ax.contourf(grid[:, 0].reshape(60, 60), grid[:, 1].reshape(60, 60), probs.reshape(60, 60),
-                    levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", edgecolors="w", linewidths=0.5, s=16)
-        ax.set_title(f"{name}: mean p(y=1 | x)")
-    fig.tight_layout()
-    return fig
-
-
-def _marginal_site(runs: dict, choice: str) -> str | None:
-    """The site to overlay: the given one, or ("auto") the last latent site with 1-16 entries."""
-    sites = next(iter(runs.values())).sites
-    if choice != "auto":
-        return choice
-    small = [name for name, values in sites.items() if 1 <= np.prod(values.shape[2:], dtype=int) <= 16]
-    return small[-1] if small else None
-
-
-def cell_figures(ctx) -> dict[str, Any]:
-    """Loss traces and marginal overlays (with "summary"), predictive maps of 2-D classifiers (with
-    "predictive"). Each value has ``savefig(path, dpi=...)``."""
-    import arviz_plots
-
-    analyses, runs, figures = ctx.config["analyses"], ctx.runs, {}
-    if not runs:
-        return figures
-    if "summary" in analyses:
-        figures["loss"] = loss_trace_figure(runs)
-        site = _marginal_site(runs, analyses["summary"]["marginals"])
-        if site is not None:
-            trees = {name: run.to_arviz() for name, run in runs.items()}
-            figures[f"marginals_{site}"] = arviz_plots.plot_dist(trees, var_names=[site])
-    x = np.asarray(ctx.dataset.x_train)
-    if "predictive" in analyses and x.ndim == 2 and x.shape[1] == 2 and is_classifier(ctx.target, x):
-        figures["predictive"] = predictive_map_figure(ctx.target, runs, x, np.asarray(ctx.dataset.y_train))
-    return figures
-
-
-def close_figures() -> None:
-    plt.close("all")
-
 
 # --------------------------------------------------------------------------------------------------
 # Reading an output folder

@@ -23,11 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from . import diffusion, fractal, llc, models, slt
-from .compare import compare, compare_figures
-from .diagnostics import summary
-from .predict import class_probabilities, predictive_mean
-from .run import Run
+from fractalbayes.slt import diffusion
+from fractalbayes.methods.fractal import sampler as fractal
+from fractalbayes.slt import llc
+from fractalbayes.slt.llc import settings as llc_settings
+from fractalbayes.model import zoo as models
+from fractalbayes import slt
+from fractalbayes.stats.comparison import compare, compare_figures
+from fractalbayes.stats.diagnostics import summary
+from fractalbayes.model.predict import class_probabilities, predictive_mean
+from fractalbayes.engine.run import Run
 
 REQUIRED = object()
 """Marks an option that has no default and must be given."""
@@ -172,7 +177,7 @@ def local_learning_coefficient(ctx: Context, options: dict) -> dict:
         if options["at"] == "final":
             points, steps = run.positions[chains, -1:], run.checkpoint_steps[-1:]
         else:
-            pick = np.flatnonzero(run.checkpoint_steps >= run.config.get("checkpoint_start", 0))[:: options["every"]]
+            pick = np.flatnonzero(run.checkpoint_steps >= run.config.checkpoint_start)[:: options["every"]]
             points, steps = run.checkpoints[chains][:, pick], run.checkpoint_steps[pick]
         window = dataclasses.replace(run, positions=run.positions[chains], checkpoints=points, checkpoint_steps=steps)
         trajectory = llc.trajectory(window, ctx.target, seed=ctx.seed, **settings)
@@ -196,7 +201,7 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
     metrics, tables, curves = {}, {}, {}
     for arm in names:
         run = ctx.run(arm)
-        t0 = run.config.get("checkpoint_start", 0) if options["t0"] == "checkpoint_start" else options["t0"]
+        t0 = run.config.checkpoint_start if options["t0"] == "checkpoint_start" else options["t0"]
         result = diffusion.analyze(
             run, t0=t0, window=tuple(options["window"]) if options["window"] else None, xi=options["xi"],
             fractal_dim=options["fractal_dim"], llc=ctx.llc.get(arm) if options["use_llc"] else None,
@@ -271,7 +276,7 @@ def lyapunov(ctx: Context, options: dict) -> dict:
     if model["name"] != "linear_regression" or model_options.get("bias"):
         raise ValueError("lyapunov needs model.name = 'linear_regression' without bias (a quadratic loss)")
     run = ctx.run(options["arm"])
-    opts = run.config["options"]
+    opts = run.config.options
     if run.sampler != "sgd" or opts["optimizer"] != "sgd" or opts["momentum"] or opts["schedule"] is not None:
         raise ValueError(f"lyapunov predicts plain constant-rate SGD; arm {options['arm']!r} is {run.sampler} "
                          f"with options {opts}: use sampler 'sgd', optimizer 'sgd', momentum 0, no schedule")
@@ -279,7 +284,7 @@ def lyapunov(ctx: Context, options: dict) -> dict:
     y = np.asarray(ctx.dataset.y_train, np.float64)
     n, d = x.shape
     noise2, prior2 = model_options["noise_scale"] ** 2, model_options["prior_scale"] ** 2
-    eta, batch = float(opts["learning_rate"]), int(run.config["batch_size"])
+    eta, batch = float(opts["learning_rate"]), int(run.config.batch_size)
     decay = float(opts["weight_decay"]) + (1 / (n * prior2) if opts["objective"] == "map" else 0.0)
     hessian = x.T @ x / (n * noise2) + decay * np.eye(d)
     w_star = np.linalg.solve(hessian, x.T @ y / (n * noise2))
@@ -410,7 +415,7 @@ ANALYSES: dict[str, Analysis] = {
         {"arms": None, "at": "final", "every": 1, "max_chains": 16, "nbeta": "n/log n", "localization": 1.0,
          "step_size": 1e-4, "num_draws": 500, "burn_in": 200, "thin": 1, "sampler": "sgld", "chains_per_point": 1,
          "full_loss_every": None, "sampler_options": None},
-        choices={"at": ("final", "trajectory"), "nbeta": _NBETA, "sampler": llc.LLC_SAMPLERS},
+        choices={"at": ("final", "trajectory"), "nbeta": _NBETA, "sampler": llc_settings.LLC_SAMPLERS},
         arm_options=("arms",),
     ),
     "diffusion": Analysis(
@@ -435,7 +440,7 @@ ANALYSES: dict[str, Analysis] = {
         {"center": "train", "nbeta": "n/log n", "localization": 1.0, "step_size": 1e-4, "num_chains": 4,
          "num_draws": 1000, "burn_in": 500, "thin": 1, "sampler": "sgld", "full_loss_every": None,
          "sampler_options": None, "train_options": None},
-        choices={"center": ("train", "true"), "nbeta": _NBETA, "sampler": llc.LLC_SAMPLERS},
+        choices={"center": ("train", "true"), "nbeta": _NBETA, "sampler": llc_settings.LLC_SAMPLERS},
         needs_arms=False,
     ),
 }

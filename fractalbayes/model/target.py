@@ -17,10 +17,11 @@ LLC estimator of Lau et al. (2023).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 
-from .errors import ModelError
+from fractalbayes.errors import ModelError
 
 Batch = dict[str, jax.Array]
 
@@ -62,6 +63,14 @@ class Target:
     _kwargs: dict = field(repr=False)
     _transforms: dict = field(repr=False)
     _unravel: Callable = field(repr=False)
+    _memo: dict = field(default_factory=dict, init=False, repr=False)
+    """Compiled functions built for this target (kernels, drivers), dropped with it."""
+
+    def memo(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()`` once per key for this target: compiled samplers live as long as their target."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
 
     # --- running the model -------------------------------------------------------------------
     def _call(self, batch: Batch) -> tuple[tuple, dict]:
@@ -206,7 +215,7 @@ class Target:
 
 
 def _fields(target: Target) -> dict:
-    return {f: getattr(target, f) for f in Target.__dataclass_fields__}
+    return {f.name: getattr(target, f.name) for f in dataclasses.fields(Target) if f.init}
 
 
 def _check_batch_size(batch_size: int | None, n: int) -> int:

@@ -1,0 +1,10 @@
+"""Layer 3, the engine: one driver runs any registered sampler and returns a `Run`.
+
+`sample` (dispatch through the sampler registry, the scan driver) and `run` (the Run container,
+its ArviZ DataTree and netCDF I/O). Imports the model and samplers layers only.
+"""
+
+from fractalbayes.engine.run import Run, load_run
+from fractalbayes.engine.sample import sample
+
+__all__ = ["Run", "load_run", "sample"]

@@ -1,0 +1,245 @@
+"""``fb.sample``: validate every setting, dispatch through the sampler registry, return a `Run`.
+
+Kernels run in the scan driver (:mod:`fractalbayes.engine.driver`); composite methods (registered
+from the methods layer, e.g. the fractal sampler) receive the validated :class:`RunConfig` and
+their resolved options. Every argument is checked before any work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from fractalbayes import checks
+from fractalbayes.engine.config import RunConfig, TargetInfo, package_versions
+from fractalbayes.engine.driver import Carry, advance_fn, compiled, geometric_steps, initial_info, warmup_fn
+from fractalbayes.engine.run import Run
+from fractalbayes.errors import ModelError, SamplerError
+from fractalbayes.model.target import Target
+from fractalbayes.samplers import registry
+from fractalbayes.samplers.registry import SamplerSpec
+
+count = checks.count
+
+
+def target_info(target: Target) -> TargetInfo:
+    return TargetInfo(target.name, target.n_data, target.dim, target.fingerprint)
+
+
+def run_config(
+    target: Target,
+    spec: SamplerSpec,
+    options: dict[str, Any],
+    *,
+    num_chains: Any,
+    num_samples: Any,
+    burn_in: Any,
+    thin: Any,
+    seed: Any,
+    init: Any = None,
+    num_checkpoints: Any = None,
+    checkpoint_start: Any = None,
+    record_window: Any = None,
+) -> RunConfig:
+    """The validated run settings of a ``fb.sample`` call (options resolved by the spec)."""
+    given = {"init": init, "num_checkpoints": num_checkpoints, "checkpoint_start": checkpoint_start,
+             "record_window": record_window}
+    refused = sorted(k for k, v in given.items() if v is not None and k not in spec.run_settings)
+    if refused:
+        raise ModelError(f"the {spec.name!r} sampler does not take {refused}: it sets them itself "
+                         f"(it takes {sorted(s for s in spec.run_settings if s != 'progress')}); drop them")
+    num_chains = count("num_chains", num_chains, 1)
+    num_samples = count("num_samples", num_samples, 1)
+    burn_in = count("burn_in", burn_in, 0)
+    thin = count("thin", thin, 1)
+    seed = count("seed", seed, 0)
+    num_checkpoints = count("num_checkpoints", 100 if num_checkpoints is None else num_checkpoints, 2)
+    checkpoint_start = count("checkpoint_start", checkpoint_start or 0, 0)
+    if spec.warmup and burn_in == 0:
+        raise ModelError(f"{spec.name} adapts its step size during burn-in: use burn_in >= 1 (e.g. 500)")
+    total_steps = (0 if spec.warmup else burn_in) + num_samples * thin
+    if checkpoint_start >= max(total_steps, 1):
+        raise ModelError(f"checkpoint_start={checkpoint_start} is not before the last step {total_steps}")
+    if record_window is not None:
+        if not isinstance(record_window, (list, tuple)) or len(record_window) != 2:
+            raise ModelError(f"record_window must be (start, length), got {record_window!r}")
+        record_window = (count("record_window start", record_window[0], 0),
+                         count("record_window length", record_window[1], 1))
+        if sum(record_window) > total_steps + 1:
+            raise ModelError(f"record_window {record_window} ends after the last step {total_steps}")
+    init_label = init if init is None or isinstance(init, str) else "given"
+    return RunConfig(spec.name, spec.resolve(options), num_chains, num_samples, burn_in, thin, seed,
+                     target.batch_size, target_info(target), init_label, num_checkpoints, checkpoint_start,
+                     record_window)
+
+
+def sample(
+    target: Target,
+    sampler: str = "sgld",
+    *,
+    num_chains: int = 4,
+    num_samples: int = 1000,
+    burn_in: int = 1000,
+    thin: int = 1,
+    seed: int = 0,
+    init: Any = None,
+    num_checkpoints: int | None = None,
+    checkpoint_start: int | None = None,
+    record_window: tuple[int, int] | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> Run:
+    """Run `sampler` on `target` with vmapped chains and return a :class:`Run`.
+
+    ``burn_in`` steps are taken first (for NUTS: window adaptation), then ``num_samples * thin``
+    steps of which every ``thin``-th is kept. ``init`` is None/'prior' (prior draws), 'uniform'
+    (U(-2, 2) in unconstrained space, NumPyro's default), a dict of sites or a flat array.
+    Positions are recorded at step 0 and on a geometric grid of about ``num_checkpoints`` (100) lags
+    after ``checkpoint_start`` (e.g. ``burn_in``, to study late-time diffusion from there);
+    ``record_window=(start, length)`` also records every step in [start, start + length).
+    ``options`` go to the sampler (``fb.SAMPLERS[name].options`` lists them); unknown ones, and run
+    settings a composite method sets itself, are an error before any work.
+    """
+    spec = registry.get(sampler)
+    config = run_config(target, spec, options, num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
+                        thin=thin, seed=seed, init=init, num_checkpoints=num_checkpoints,
+                        checkpoint_start=checkpoint_start, record_window=record_window)
+    if spec.run is not None:
+        return spec.run(target, config, progress)
+    return run_kernel(target, spec, config, init, progress)
+
+
+def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, progress: bool | None) -> Run:
+    """Drive a registered kernel with the validated settings (see :mod:`fractalbayes.engine.driver`)."""
+    num_chains, num_samples, thin, burn_in = config.num_chains, config.num_samples, config.thin, config.burn_in
+    main_steps = num_samples * thin
+    loop_burn = 0 if spec.warmup else burn_in
+    total_steps = loop_burn + main_steps
+    kernel, hyper = spec.build(target, config.options, total_steps)
+    record_steps = geometric_steps(total_steps, config.num_checkpoints, config.checkpoint_start)
+    if config.record_window is not None:
+        start, length = config.record_window
+        record_steps = np.union1d(record_steps, np.arange(start, start + length))
+    hyper = jax.tree.map(jnp.asarray, hyper)
+    timings: dict[str, float] = {"compile_s": 0.0}
+    start_time = time.perf_counter()
+
+    init_key, warm_key, chain_key = jax.random.split(jax.random.key(config.seed), 3)
+    positions0 = _initial_positions(target, init, num_chains, init_key)
+    chain_keys = jax.random.split(chain_key, num_chains)
+    states = jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper)
+    if kernel.warmup is not None:
+        warm = warmup_fn(kernel, target)
+        tic = time.perf_counter()
+        states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
+        jax.block_until_ready(states)
+        timings["warmup_s"] = time.perf_counter() - tic
+        positions0 = jax.vmap(kernel.position)(states)
+
+    states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
+    # about 20 progress updates; a power of two so that runs of similar length share executables
+    draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
+    info = initial_info(kernel, target, states, hyper)
+    record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
+    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
+    record_dev = jnp.asarray(record_steps, jnp.int32)
+    blocks = jnp.arange(draws_per_chunk, dtype=jnp.int32)
+    show = progress if progress is not None else total_steps * num_chains >= 200_000
+    bar = tqdm(total=total_steps, disable=not show, desc=f"{spec.name} ({num_chains} chains)", unit="step")
+
+    chunk = draws_per_chunk * thin
+    # (steps, steps per block): burn-in in blocks of ceil(steps / blocks), then draws every `thin`
+    calls = [(n, -(-n // draws_per_chunk)) for n in (min(chunk, loop_burn - s) for s in range(0, loop_burn, chunk))]
+    calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
+    # Every call has the same shapes: look the executable up once.
+    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target), carry, info, hyper, record_dev,
+                                              jnp.int32(0), jnp.int32(1), blocks)
+    draw_chunks, info_chunks = [], []
+    tic = time.perf_counter()
+    for index, (num_steps, block_steps) in enumerate(calls):
+        carry, info, (positions, infos) = advance(carry, info, hyper, record_dev, jnp.int32(num_steps),
+                                                  jnp.int32(block_steps), blocks)
+        if index >= len(calls) - math.ceil(main_steps / chunk):
+            kept = num_steps // thin
+            draw_chunks.append(np.asarray(positions)[:kept])
+            info_chunks.append({k: np.asarray(v)[:kept] for k, v in infos.items()})
+        bar.update(num_steps)
+    bar.close()
+    jax.block_until_ready(carry)
+    timings["sampling_s"] = time.perf_counter() - tic
+
+    positions = np.concatenate(draw_chunks).swapaxes(0, 1)
+    stats = {k: np.concatenate([c[k] for c in info_chunks]).swapaxes(0, 1) for k in info_chunks[0]}
+    run = Run(
+        sampler=spec.name,
+        positions=positions,
+        sites=_constrain_draws(target, positions),
+        stats=stats,
+        checkpoints=np.asarray(carry.record).swapaxes(0, 1),
+        checkpoint_steps=record_steps,
+        diverged_at=np.asarray(carry.diverged_at, np.int64),
+        observed=target.observed_data(),
+        config=config,
+        versions=package_versions(),
+        target=target,
+    )
+    run.timings = timings | {"total_s": time.perf_counter() - start_time}
+    _report_divergence(run)
+    return run
+
+
+
+def _initial_positions(target: Target, init: Any, num_chains: int, key: jax.Array) -> jax.Array:
+    if init is None or (isinstance(init, str) and init == "prior"):
+        return jax.vmap(target.init_position)(jax.random.split(key, num_chains))
+    if isinstance(init, str) and init == "uniform":
+        return jax.random.uniform(key, (num_chains, target.dim), minval=-2.0, maxval=2.0)
+    if isinstance(init, str):
+        raise ModelError(f"init={init!r} is not 'prior' or 'uniform'; or pass sites or an array")
+    flat = target.unconstrain(init) if isinstance(init, dict) else jnp.asarray(init, jnp.float32)
+    if flat.shape == (target.dim,):
+        return jnp.broadcast_to(flat, (num_chains, target.dim))
+    if flat.shape == (num_chains, target.dim):
+        return flat
+    raise ModelError(
+        f"init must be None/'prior', 'uniform', a dict of sites {list(target.latent_sites)}, or an "
+        f"array of shape ({target.dim},) or ({num_chains}, {target.dim}); got shape {tuple(flat.shape)}"
+    )
+
+
+def _constrain_fn(target: Target):
+    """jit of the vmapped constraining map, once per target (not recompiled on every run)."""
+    return target.memo("constrain", lambda: jax.jit(jax.vmap(target.constrain)))
+
+
+def _constrain_draws(target: Target, positions: np.ndarray) -> dict[str, np.ndarray]:
+    # `positions` is a (chain, draw) view of the contiguous (draw, chain) array the chunks were
+    # concatenated into: flattening in that order is free, flattening (chain, draw) copies every draw.
+    by_draw = positions.swapaxes(0, 1)
+    sites = _constrain_fn(target)(by_draw.reshape(-1, positions.shape[-1]))
+    return {k: np.asarray(v).reshape(by_draw.shape[:2] + v.shape[1:]).swapaxes(0, 1) for k, v in sites.items()}
+
+
+def _report_divergence(run: Run) -> None:
+    diverged = run.diverged_at[run.diverged_at >= 0]
+    if len(diverged) == run.num_chains:
+        error = SamplerError(
+            f"all {run.num_chains} chains diverged (non-finite position or loss; first at step "
+            f"{diverged.min()}, last at step {diverged.max()}); try a smaller step size or learning "
+            f"rate. The partial run is attached as .run"
+        )
+        error.run = run
+        raise error
+    if len(diverged):
+        warnings.warn(
+            f"{len(diverged)} of {run.num_chains} chains diverged (at steps {sorted(diverged.tolist())}) "
+            f"and stopped updating; their draws after that repeat the last finite position",
+            stacklevel=3,
+        )

@@ -1,0 +1,303 @@
+"""The fractal-constrained "almost Bayesian" sampler, registered as ``"fractal"``.
+
+Hennick & De Baerdemacker (arXiv 2503.22478, Lemma 3.3; SCIENCE.md §3.5): coarse-grained at scale
+xi, SGD's local steady state in a basin k of constant LLC lambda_k is the Gibbs density
+exp(-gamma L(w) / D_k), with D_k = xi^{2 - d_walk,k}, d_walk,k = 2 lambda_k / d_s (paper's
+convention; 4 lambda_k / d_s with ``fractal_dim="2lambda"``). So SGD samples the posterior tempered
+basin by basin, at inverse temperature n beta_k = gamma_eff / D_k.
+
+`run_fractal` (``fb.sample(target, "fractal", ...)``) builds that distribution:
+1. an SGD ensemble (by default with the MAP objective, i.e. weight decay matching the prior, so
+   SGD and the posterior share one potential), with a steady-state check of its late window;
+2. basins of the ensemble's endpoints in function space (`fractalbayes.basins`);
+3. per basin the LLC lambda_k at the medoid (`fractalbayes.llc`) and the spectral dimension d_s
+   from the ensemble's late-window diffusion fit (`fractalbayes.diffusion`) unless given;
+4. D_k and n beta_k = gamma_eff / D_k, gamma_eff = 2 B / eta ("sgd": Mandt et al. 2017's constant
+   SGD temperature) or a number (the paper's corollaries: 1);
+5. within each basin, BlackJAX samples rho(w) exp(-n beta_k L(w) - (loc/2)||w - w_k||^2), the
+   localization being the accessibility constraint;
+6. basins are mixed by SGD mass ("reachability") or by tempered free energy ("evidence",
+   F_k = n beta_k L(w_k) + lambda_k log(n beta_k), the leading terms of Watanabe's expansion).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from fractalbayes import checks
+from fractalbayes.engine.config import RunConfig, jsonable
+from fractalbayes.engine.run import Run
+from fractalbayes.engine.sample import sample
+from fractalbayes.errors import ModelError
+from fractalbayes.model.target import Target
+from fractalbayes.samplers import sgd as sgd_kernel
+from fractalbayes.samplers.registry import Option, SamplerSpec, nested, register, replace_defaults
+from fractalbayes.slt import diffusion, llc
+from fractalbayes.slt.llc import settings as llc_settings
+from fractalbayes.slt.tempering import basin_diffusion_coefficient
+from fractalbayes.stats.basins import FEATURES, find_basins, function_features
+
+WEIGHTS = ("reachability", "evidence")
+KERNELS = ("sgld", "nuts")
+
+SGD_OPTIONS = (
+    Option("init", None, checks.choice(None, "prior", "uniform"), "initial positions of the SGD nets"),
+    Option("num_chains", 100, checks.integer(1), "SGD nets in the ensemble"),
+    Option("burn_in", 2000, checks.integer(0), "training steps before the late window"),
+    Option("num_samples", 50, checks.integer(1), "draws per net in the late window"),
+    Option("thin", 20, checks.integer(1), "steps per draw"),
+    Option("num_checkpoints", 60, checks.integer(2), "checkpoints of the late window (for d_s)"),
+) + replace_defaults(sgd_kernel.OPTIONS, learning_rate=0.05, objective="map")
+LLC_OPTIONS = replace_defaults(
+    tuple(o for o in llc_settings.OPTIONS if o.name not in ("full_loss_every", "sampler_options")),
+    num_chains=2, num_draws=200, burn_in=100, localization=100.0)
+BASIN_OPTIONS = (
+    Option("probe", None, checks.anything, "inputs whose predictions define basins; None: training inputs"),
+    Option("feature", "labels", checks.choice(*FEATURES), "function-space feature clustered"),
+    Option("k", None, checks.optional(checks.integer(1)), "number of basins; None: best silhouette in k_range"),
+    Option("k_range", (2, 8), checks.sequence_of(checks.integer(1), 2), "k tried when k is None"),
+    Option("max_probe", 256, checks.integer(1), "training inputs used as the default probe"),
+)
+OPTIONS = (
+    Option("xi", 0.5, checks.positive(), "coarse-graining length xi of D_xi = xi^(2 - d_walk)"),
+    Option("d_s", None, checks.optional(checks.positive()), "spectral dimension; None: measured from SGD"),
+    Option("fractal_dim", "lambda", checks.choice(*diffusion.FRACTAL_DIMS), "d_f = lambda (paper) or 2 lambda"),
+    Option("gamma_eff", "sgd", checks.choice("sgd", also=checks.positive()),
+           "n beta_k = gamma_eff / D_k: 'sgd' (2B/eta, Mandt et al.) or a number (paper: 1)"),
+    Option("weights", "reachability", checks.choice(*WEIGHTS), "basin mixture: SGD masses or tempered evidence"),
+    Option("kernel", "sgld", checks.choice(*KERNELS), "kernel sampling each basin"),
+    Option("localization", 1.0, checks.positive(), "accessibility constraint (gamma/2)||w - w_k||^2"),
+    Option("step_size", 1e-4, checks.positive(), "SGLD step size within a basin"),
+    nested("sgd", SGD_OPTIONS, "the SGD ensemble (run settings and sgd options)", "fractal"),
+    nested("llc", LLC_OPTIONS, "the per-basin LLC estimates (fb.llc.estimate settings)", "fractal"),
+    nested("basins", BASIN_OPTIONS, "function-space basins of the SGD endpoints", "fractal"),
+)
+LLC_DEFAULTS = {o.name: o.default for o in LLC_OPTIONS}
+"""Per-basin LLC settings (also the tempering test's defaults)."""
+
+
+def check_d_s(d_s: Any, source: str) -> float:
+    if d_s is None or not np.isfinite(d_s) or d_s <= 0:
+        raise ModelError(
+            f"d_s must be finite and > 0, got {d_s!r} ({source}); the late-window fit found no "
+            f"diffusion to measure: pass d_s=... explicitly, or train longer / with a larger rate"
+        )
+    return float(d_s)
+
+
+def default_probe(target: Target, max_rows: int, seed: int) -> np.ndarray:
+    """Up to `max_rows` training inputs (the model's first data argument), seeded."""
+    inputs = np.asarray(next(iter(target.data.values())))
+    if len(inputs) <= max_rows:
+        return inputs
+    return inputs[np.sort(np.random.default_rng(seed).choice(len(inputs), max_rows, replace=False))]
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps shared by the sampler and the test
+# --------------------------------------------------------------------------------------------------
+
+
+def _drift(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """Mean change across chains and its z-score (chains are independent runs)."""
+    change = np.asarray(after, float) - np.asarray(before, float)
+    se = change.std(ddof=1) / math.sqrt(len(change)) if len(change) > 1 else float("nan")
+    return float(change.mean()), float(change.mean() / se) if se > 0 else 0.0
+
+
+def steady_state(run: Run, *, llc_options: dict | None = None, max_llc_chains: int = 8,
+                 z_threshold: float = 3.0) -> dict[str, Any]:
+    """Is the late window flat? Compares its first and second halves across chains.
+
+    For the loss and the weight norm, per chain: mean over the 2nd half of the draws minus mean
+    over the 1st; for the LLC (when ``llc_options`` is given): the LLC at the last recorded
+    checkpoint minus that at the first one at or after ``checkpoint_start``, on up to
+    ``max_llc_chains`` chains (`llc.trajectory`). z = mean change / its standard error across
+    chains; |z| > ``z_threshold`` is a drift.
+    """
+    half = run.num_draws // 2
+    if half < 1:
+        return {"stationary": None, "reason": "fewer than 2 draws"}
+    report: dict[str, Any] = {}
+    norms = np.linalg.norm(run.positions, axis=-1)
+    for name, per_draw in (("loss", run.stats["loss"]), ("weight_norm", norms)):
+        report[f"{name}_change"], report[f"{name}_z"] = _drift(per_draw[:, :half].mean(1), per_draw[:, half:].mean(1))
+    names = ["loss", "weight_norm"]
+    if llc_options is not None:
+        start = run.config.checkpoint_start
+        index = [int(np.searchsorted(run.checkpoint_steps, start)), len(run.checkpoint_steps) - 1]
+        chains = slice(0, max_llc_chains)
+        ends = Run(**{**run.__dict__, "positions": run.positions[chains], "checkpoints": run.checkpoints[chains][:, index],
+                      "checkpoint_steps": run.checkpoint_steps[index], "diverged_at": run.diverged_at[chains]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", llc.LLCHealthWarning)
+            settings = {k: v for k, v in llc_options.items() if k != "num_chains"}  # one chain per point
+            per_chain = llc.trajectory(ends, **settings).per_chain
+        report["llc_change"], report["llc_z"] = _drift(per_chain[:, 0], per_chain[:, -1])
+        names.append("llc")
+    report["stationary"] = bool(all(abs(report[f"{name}_z"]) <= z_threshold for name in names))
+    return report
+
+
+def sgd_endpoints(run: Run) -> np.ndarray:
+    """Last draw of every SGD chain that did not diverge (diverged ones are dropped, with a warning)."""
+    alive = ~run.diverged
+    if not alive.all():
+        warnings.warn(f"{(~alive).sum()} of {run.num_chains} SGD chains diverged and are left out of the "
+                      f"basins; lower the learning rate to keep them", stacklevel=3)
+    return run.positions[alive, -1]
+
+
+def basin_llcs(target: Target, centres: np.ndarray, options: dict, seed: int) -> np.ndarray:
+    """LLC at each basin centre (one estimate per centre, same compiled sampler)."""
+    return np.array([llc.estimate(target, centre, seed=seed + i, **options).mean for i, centre in enumerate(centres)])
+
+
+def measured_d_s(sgd_run: Run, lambda_bar: float, *, xi: float, fractal_dim: str) -> tuple[float, dict]:
+    """d_s = 2 lambda_bar slope (or 4 ...) from the late-window fit of log R on log t."""
+    t0 = sgd_run.config.checkpoint_start
+    result = diffusion.analyze(sgd_run, t0=t0, xi=xi, fractal_dim=fractal_dim, llc=lambda_bar)
+    record = {"slope": float(result.slope), "r2": float(result.r2), "t0": t0,
+              "window": [float(w) for w in result.window], "lambda_bar": float(lambda_bar)}
+    return float(result.d_s), record
+
+
+def tempered_free_energy(nbetas: np.ndarray, losses: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """F_k = n beta_k L_n(w_k) + lambda_k log(n beta_k): the leading terms of the local free energy
+    -log ∫_{W_k} rho(w) exp(-n beta_k L_n(w)) dw (Watanabe 2009, Thm 6.7; Lau et al. 2023)."""
+    return nbetas * losses + lambdas * np.log(nbetas)
+
+
+def mixture_weights(rule: str, masses_sgd: np.ndarray, free_energy: np.ndarray) -> np.ndarray:
+    """Basin weights: SGD masses ("reachability") or exp(-F_k) normalised ("evidence")."""
+    if rule == "reachability":
+        weights = np.asarray(masses_sgd, float)
+    elif rule == "evidence":
+        weights = np.exp(-(free_energy - np.min(free_energy)))
+    else:
+        raise ModelError(f"fractal: weights must be one of {WEIGHTS}, got {rule!r}")
+    return weights / weights.sum()
+
+
+def _sgd_ensemble(target: Target, sgd: dict, seed: int) -> Run:
+    options = dict(sgd)
+    run_args = {k: options.pop(k) for k in ("num_chains", "burn_in", "num_samples", "thin", "num_checkpoints", "init")
+                if k in options}
+    return sample(target, "sgd", seed=seed, checkpoint_start=run_args["burn_in"], **run_args, **options)
+
+
+def _gamma_eff(gamma_eff: Any, target: Target, sgd: dict) -> float:
+    return 2.0 * target.batch_size / float(sgd["learning_rate"]) if gamma_eff == "sgd" else float(gamma_eff)
+
+
+def run_fractal(target: Target, config: RunConfig, progress: bool | None = None) -> Run:
+    """The fractal-constrained sampler (see the module docstring); a Run labelled by basin.
+
+    Called by ``fb.sample(target, "fractal", ...)`` with validated settings. The returned run's
+    ``stats["basin"]`` labels each draw; its ``basins`` group holds the SGD masses, weights,
+    lambda_k, D_k, n beta_k, free energies and centres; its checkpoints are those of the heaviest
+    basin's sampler. ``config.method`` records d_s (and how it was found), gamma_eff, the
+    steady-state report and k.
+    """
+    opts = config.options
+    sgd, llc_opts, basin_opts = opts["sgd"], opts["llc"], opts["basins"]
+    num_chains, num_samples, burn_in, thin, seed = (config.num_chains, config.num_samples, config.burn_in,
+                                                    config.thin, config.seed)
+    gamma_eff = _gamma_eff(opts["gamma_eff"], target, sgd)
+
+    sgd_run = _sgd_ensemble(target, sgd, seed)
+    stationarity = steady_state(sgd_run, llc_options=llc_opts)
+    if not stationarity["stationary"]:
+        drifts = ", ".join(f"{k[:-2]} z={v:.1f}" for k, v in stationarity.items() if k.endswith("_z"))
+        warnings.warn(
+            f"the SGD ensemble's late window is not stationary ({drifts}); its basin masses are not a "
+            f"steady state: train longer (sgd={{'burn_in': ...}}) or use the prior-matched objective", stacklevel=2)
+    endpoints = sgd_endpoints(sgd_run)
+    probe = basin_opts["probe"] if basin_opts["probe"] is not None else default_probe(target, basin_opts["max_probe"], seed)
+    features = function_features(target, endpoints, probe, feature=basin_opts["feature"])
+    basins = find_basins(features, k=basin_opts["k"], k_range=tuple(basin_opts["k_range"]), seed=seed,
+                         feature=basin_opts["feature"])
+    centres = endpoints[basins.medoids]
+    lambdas = basin_llcs(target, centres, llc_opts, seed)
+    lambda_bar = float(np.sum(basins.masses * lambdas))
+    if opts["d_s"] is None:
+        d_s, d_s_record = measured_d_s(sgd_run, lambda_bar, xi=opts["xi"], fractal_dim=opts["fractal_dim"])
+        d_s = check_d_s(d_s, "measured from the SGD ensemble's late window")
+    else:
+        d_s, d_s_record = float(opts["d_s"]), {"given": True}
+    diffusion_coefficients = basin_diffusion_coefficient(lambdas, opts["xi"], d_s, opts["fractal_dim"])
+    nbetas = gamma_eff / diffusion_coefficients
+    losses = np.array([float(target.full_loss(c)) for c in centres])
+    free_energy = tempered_free_energy(nbetas, losses, lambdas)
+    weights = mixture_weights(opts["weights"], basins.masses, free_energy)
+
+    kernel_options = {"localization": opts["localization"]} | (
+        {"step_size": opts["step_size"]} if opts["kernel"] == "sgld" else {})
+    basin_runs = [
+        sample(target, opts["kernel"], num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
+               thin=thin, seed=seed + 1 + k, init=centres[k], center=centres[k], nbeta=float(nbetas[k]),
+               progress=progress, **kernel_options)
+        for k in range(basins.k)
+    ]
+    choice = np.random.default_rng(seed).choice(basins.k, size=(num_chains, num_samples), p=weights)
+    pick = lambda arrays: np.choose(choice.reshape(choice.shape + (1,) * (arrays[0].ndim - 2)), arrays)  # noqa: E731
+    positions = pick([r.positions for r in basin_runs])
+    stats = {name: pick([r.stats[name] for r in basin_runs]) for name in basin_runs[0].stats}
+    stats["basin"] = choice
+    sites = {name: pick([r.sites[name] for r in basin_runs]) for name in basin_runs[0].sites}
+    heaviest = basin_runs[int(np.argmax(weights))]
+    group = xr.Dataset(
+        {
+            "mass_sgd": ("basin", basins.masses),
+            "weight": ("basin", weights),
+            "llc": ("basin", lambdas),
+            "D": ("basin", diffusion_coefficients),
+            "nbeta": ("basin", nbetas),
+            "loss": ("basin", losses),
+            "free_energy": ("basin", free_energy),
+            "medoid": ("basin", basins.medoids),
+            "center": (("basin", "param"), centres),
+            "sgd_label": ("sgd_net", basins.labels),
+            "silhouette": ("k", np.array(list(basins.silhouettes.values()))),
+        },
+        coords={"k": list(basins.silhouettes)},
+    )
+    record = {
+        "probe": "given" if basin_opts["probe"] is not None else "training inputs",
+        "gamma_eff": gamma_eff,
+        "d_s": d_s,
+        "d_s_source": d_s_record,
+        "steady_state": stationarity,
+        "k": basins.k,
+    }
+    return Run(
+        sampler="fractal",
+        positions=positions,
+        sites=sites,
+        stats=stats,
+        checkpoints=heaviest.checkpoints,
+        checkpoint_steps=heaviest.checkpoint_steps,
+        diverged_at=np.max([r.diverged_at for r in basin_runs], axis=0),
+        observed=heaviest.observed,
+        config=dataclasses.replace(config, options={**opts, "basins": {**basin_opts, "probe": record["probe"]}},
+                                   method=jsonable(record)),
+        timings={"total_s": sgd_run.timings["total_s"] + sum(r.timings["total_s"] for r in basin_runs)},
+        versions=heaviest.versions,
+        groups={"basins": group},
+        target=target,
+    )
+
+
+SPEC = register(SamplerSpec(
+    name="fractal",
+    summary="the paper's fractal-constrained sampler: SGD basins, LLC-tempered localized BlackJAX runs, mixed",
+    options=OPTIONS,
+    run=run_fractal,
+    run_settings=("num_chains", "num_samples", "burn_in", "thin", "seed", "progress"),
+))

@@ -1,0 +1,41 @@
+"""Weight diffusion: R(t), MSD, power-law fits and baselines, walk and spectral dimensions."""
+
+from fractalbayes.slt.diffusion.analysis import (
+    FRACTAL_DIMS,
+    BaselineFit,
+    DiffusionResult,
+    DimensionEstimate,
+    LagMSD,
+    PowerLawFit,
+    TwoRegimeFit,
+    analyze,
+    effective_diffusion,
+    fit_brownian,
+    fit_logarithmic,
+    fit_power_law,
+    fit_two_regime,
+    plot_displacement,
+    plot_llc,
+    spectral_dimension,
+    walk_dimension,
+)
+
+__all__ = [
+    "FRACTAL_DIMS",
+    "BaselineFit",
+    "DiffusionResult",
+    "DimensionEstimate",
+    "LagMSD",
+    "PowerLawFit",
+    "TwoRegimeFit",
+    "analyze",
+    "effective_diffusion",
+    "fit_brownian",
+    "fit_logarithmic",
+    "fit_power_law",
+    "fit_two_regime",
+    "plot_displacement",
+    "plot_llc",
+    "spectral_dimension",
+    "walk_dimension",
+]

@@ -1,0 +1,11 @@
+"""Layer 4, statistics on runs: distances with their calibration, basins, diagnostics, comparisons.
+
+`metrics` (weight-, function- and mass-space distances), `basins` (function-space clustering),
+`diagnostics` (ArviZ summaries) and `comparison` (`compare`, `compare_figures`).
+"""
+
+from fractalbayes.stats import basins, metrics
+from fractalbayes.stats.comparison import compare, compare_figures
+from fractalbayes.stats.diagnostics import summary
+
+__all__ = ["basins", "compare", "compare_figures", "metrics", "summary"]
