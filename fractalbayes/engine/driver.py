@@ -68,7 +68,9 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_
     alive = carry.diverged_at < 0
     states = _where_chain(finite & alive, new, carry.states)
     diverged_at = jnp.where(alive & ~finite, carry.step, carry.diverged_at)
-    info = info._asdict() | {"diverging": getattr(info, "diverging", False) | (diverged_at >= 0)}
+    # `diverging`: the kernel's own flag (NUTS) or this step left the finite set; `frozen`: from then on.
+    info = info._asdict() | {"diverging": getattr(info, "diverging", False) | (alive & ~finite),
+                             "frozen": diverged_at >= 0}
     step = carry.step + 1
     position = jax.vmap(kernel.position)(states)
 
@@ -94,7 +96,10 @@ def _advance_fn(kernel: Kernel, target: Target):
         def block(carry_info, b):
             n = jnp.clip(num_steps - b * block_steps, 0, block_steps)
             body = lambda _, ci: _one_step(kernel, target, ci[0], hyper, record_steps)  # noqa: E731
+            start = carry_info[0].step
             carry, info = jax.lax.fori_loop(0, n, body, carry_info)
+            # a draw is `diverging` if its chain left the finite set at any step of its block
+            info = info | {"diverging": info["diverging"] | (carry.diverged_at >= start)}
             return (carry, info), (jax.vmap(kernel.position)(carry.states), info)
 
         (carry, info), outputs = jax.lax.scan(block, (carry, info), blocks)
@@ -119,7 +124,8 @@ def _step_output(kernel: Kernel, target: Target):
     def one(states, hyper):
         keys = jax.random.split(jax.random.key(0), jax.tree.leaves(states)[0].shape[0])
         new, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None, None))(keys, states, target.data, 0, hyper)
-        return jax.vmap(kernel.position)(new), info._asdict() | {"diverging": jnp.zeros(info.loss.shape, bool)}
+        return jax.vmap(kernel.position)(new), info._asdict() | {"diverging": jnp.zeros(info.loss.shape, bool),
+                                                              "frozen": jnp.zeros(info.loss.shape, bool)}
 
     return jax.jit(one)
 
