@@ -11,11 +11,11 @@ Conventions: sample sets are ``(n, d)`` arrays (a 1-D array is read as ``n`` dra
 variable); logarithms are natural, so KL and JS are in nats. Where ArviZ already implements an
 estimator (``arviz_stats.wasserstein``, ``arviz_stats.kl_divergence``) the function here is a thin
 wrapper around it; MMD and sliced Wasserstein exist in none of ArviZ, BlackJAX or SciPy and are
-written in JAX.
+written in JAX. The MMD tests live in :mod:`fractalbayes.stats.mmd` (``mmd_test`` is the one valid
+for MCMC draws) and are re-exported here.
 """
 
 import functools
-from dataclasses import dataclass
 
 import arviz_stats
 import jax
@@ -27,14 +27,18 @@ import scipy.stats
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from fractalbayes.stats.mmd import MMDResult, MMDTestResult, as_sample_pair, mmd_rbf, mmd_test
+
 __all__ = [
     "MMDResult",
+    "MMDTestResult",
     "as_masses",
     "gaussian_kl",
     "gaussian_kl_closed_form",
     "marginal_wasserstein",
     "mass_divergences",
     "mmd_rbf",
+    "mmd_test",
     "nn_kl",
     "predictive_agreement",
     "predictive_tv",
@@ -50,33 +54,6 @@ _RIDGE = 1e-10  # relative ridge added to fitted covariances in gaussian_kl
 # --------------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------------
-
-
-def _as_sample_pair(
-    x: ArrayLike, y: ArrayLike, min_draws: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two sample sets as float arrays of shape (n, d) and (m, d) with finite entries."""
-    arrays = []
-    for name, a in (("x", x), ("y", y)):
-        a = np.asarray(a, dtype=float)
-        if a.ndim == 1:
-            a = a[:, None]
-        if a.ndim != 2:
-            raise ValueError(
-                f"{name} has shape {a.shape}; pass samples as an (n_draws, n_dims) array "
-                "(flatten chains and parameters first)."
-            )
-        if a.shape[0] < min_draws:
-            raise ValueError(f"{name} has {a.shape[0]} draws; at least {min_draws} are needed.")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contains NaN or inf; drop or fix those draws first.")
-        arrays.append(a)
-    if arrays[0].shape[1] != arrays[1].shape[1]:
-        raise ValueError(
-            f"x has {arrays[0].shape[1]} dimensions and y has {arrays[1].shape[1]}; "
-            "both sample sets must describe the same variables."
-        )
-    return arrays[0], arrays[1]
 
 
 def as_masses(p: ArrayLike, name: str = "p") -> np.ndarray:
@@ -128,115 +105,6 @@ def _predictive_pair(p: ArrayLike, q: ArrayLike) -> tuple[np.ndarray, np.ndarray
             "points and classes."
         )
     return p, q
-
-
-# --------------------------------------------------------------------------------------------------
-# Maximum mean discrepancy
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MMDResult:
-    """Result of :func:`mmd_rbf`.
-
-    statistic: unbiased estimate of MMD^2 (can be slightly negative when the samples agree).
-    p_value: permutation p-value of H0 "x and y come from the same distribution".
-    bandwidth: RBF length scale sigma used in k(a, b) = exp(-|a - b|^2 / (2 sigma^2)).
-    """
-
-    statistic: float
-    p_value: float
-    bandwidth: float
-
-
-@jax.jit
-def _pairwise_sq_dists(z: jax.Array) -> jax.Array:
-    """|z_i - z_j|^2 for the pooled sample, centred first to limit float32 cancellation."""
-    zc = z - z.mean(axis=0)
-    sq = jnp.sum(zc**2, axis=1)
-    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * zc @ zc.T, 0.0)
-    return d2 * (1.0 - jnp.eye(z.shape[0], dtype=d2.dtype))
-
-
-def _mmd2_unbiased(k0: jax.Array, a: jax.Array, n: int, m: int) -> jax.Array:
-    """Unbiased MMD^2 (Gretton et al. 2012, eq. 3) for the split marked by the 0/1 vector ``a``.
-
-    ``k0`` is the pooled kernel matrix with a zero diagonal, so the within-sample sums exclude
-    i = j and the cross term needs no correction (a_i b_i = 0).
-    """
-    b = 1.0 - a
-    return (
-        a @ k0 @ a / (n * (n - 1))
-        + b @ k0 @ b / (m * (m - 1))
-        - 2.0 * (a @ k0 @ b) / (n * m)
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("n", "num_permutations"))
-def _mmd_permutation_test(
-    d2: jax.Array, bandwidth: jax.Array, key: jax.Array, n: int, num_permutations: int
-) -> tuple[jax.Array, jax.Array]:
-    """Observed unbiased MMD^2 and its values under ``num_permutations`` random relabellings."""
-    total = d2.shape[0]
-    m = total - n
-    k0 = jnp.exp(-d2 / (2.0 * bandwidth**2)) * (1.0 - jnp.eye(total, dtype=d2.dtype))
-    labels = (jnp.arange(total) < n).astype(d2.dtype)
-    observed = _mmd2_unbiased(k0, labels, n, m)
-    permuted = jax.vmap(lambda k: jax.random.permutation(k, labels))(
-        jax.random.split(key, num_permutations)
-    )
-    null = jax.vmap(lambda a: _mmd2_unbiased(k0, a, n, m))(permuted)
-    return observed, null
-
-
-def _median_heuristic(d2: np.ndarray) -> float:
-    """Median pairwise distance of the pooled sample (Gretton et al. 2012, §8)."""
-    i, j = np.triu_indices(d2.shape[0], k=1)
-    return float(np.sqrt(np.median(d2[i, j])))
-
-
-def mmd_rbf(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    bandwidth: float | None = None,
-    num_permutations: int = 200,
-    seed: int = 0,
-) -> MMDResult:
-    """Two-sample test with the unbiased squared maximum mean discrepancy and an RBF kernel.
-
-    MMD^2_u = sum_{i != j} k(x_i, x_j) / (n (n-1)) + sum_{i != j} k(y_i, y_j) / (m (m-1))
-              - 2 sum_{i, j} k(x_i, y_j) / (n m),   k(a, b) = exp(-|a - b|^2 / (2 sigma^2))
-    (Gretton et al., "A Kernel Two-Sample Test", JMLR 2012, eq. 3). By default sigma is the median
-    pairwise distance of the pooled sample. The p-value is (1 + #{null >= observed}) /
-    (1 + num_permutations) over random relabellings of the pooled sample (Phipson & Smyth 2010),
-    so it is never 0 and its resolution is 1 / (1 + num_permutations). Permutations are vmapped
-    and the test is compiled once per (n, m, d, num_permutations).
-
-    Args:
-        x, y: samples of shape (n, d) and (m, d), n, m >= 2.
-        bandwidth: RBF length scale sigma > 0; ``None`` uses the median heuristic.
-        num_permutations: number of relabellings for the p-value.
-        seed: seed of the ``jax.random`` key that draws the permutations.
-    """
-    x, y = _as_sample_pair(x, y)
-    if num_permutations < 1:
-        raise ValueError(f"num_permutations is {num_permutations}; use at least 1 (200 is usual).")
-    d2 = _pairwise_sq_dists(jnp.asarray(np.concatenate([x, y])))
-    if bandwidth is None:
-        bandwidth = _median_heuristic(np.asarray(d2))
-        if bandwidth == 0.0:
-            raise ValueError(
-                "the median pairwise distance of the pooled sample is 0 (mostly repeated draws); "
-                "pass bandwidth= explicitly."
-            )
-    elif not (np.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(f"bandwidth is {bandwidth}; pass a finite value > 0 or None.")
-    observed, null = _mmd_permutation_test(
-        d2, jnp.asarray(bandwidth, d2.dtype), jax.random.key(seed), x.shape[0], num_permutations
-    )
-    p_value = (1 + int(jnp.sum(null >= observed))) / (1 + num_permutations)
-    return MMDResult(statistic=float(observed), p_value=p_value, bandwidth=float(bandwidth))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,7 +163,7 @@ def sliced_wasserstein(
         p: order of the distance, p >= 1.
         seed: seed for the directions.
     """
-    x, y = _as_sample_pair(x, y, min_draws=1)
+    x, y = as_sample_pair(x, y, min_draws=1)
     if num_projections < 1:
         raise ValueError(f"num_projections is {num_projections}; use at least 1.")
     if not p >= 1:
@@ -318,7 +186,7 @@ def marginal_wasserstein(x: ArrayLike, y: ArrayLike, *, seed: int = 0) -> float:
     n == m the result is the exact empirical distance and for n != m the larger set is subsampled
     (seeded by ``seed``). Ignores dependence between dimensions by construction.
     """
-    x, y = _as_sample_pair(x, y, min_draws=1)
+    x, y = as_sample_pair(x, y, min_draws=1)
     return float(
         arviz_stats.wasserstein(
             _as_arviz(x),
@@ -341,7 +209,7 @@ def nn_kl(x: ArrayLike, y: ArrayLike, *, seed: int = 0) -> float:
     deviations to break ties, and clamps negative estimates to 0. Fast but noisy; biased for
     small n.
     """
-    x, y = _as_sample_pair(x, y)
+    x, y = as_sample_pair(x, y)
     return float(
         arviz_stats.kl_divergence(
             _as_arviz(x),
@@ -408,7 +276,7 @@ def gaussian_kl(x: ArrayLike, y: ArrayLike) -> float:
     same order. With singular covariances the value is then dominated by the ridge and only
     meaningful as "very large".
     """
-    x, y = _as_sample_pair(x, y)
+    x, y = as_sample_pair(x, y)
     return gaussian_kl_closed_form(*_gaussian_fit(x), *_gaussian_fit(y))
 
 
@@ -450,7 +318,7 @@ def predictive_wasserstein(samples_p: ArrayLike, samples_q: ArrayLike) -> float:
             f"samples_p has shape {a.shape} and samples_q {b.shape}; pass (n_draws, n_probe) "
             "arrays over the same probe points."
         )
-    a, b = _as_sample_pair(a, b, min_draws=1)
+    a, b = as_sample_pair(a, b, min_draws=1)
     return float(jnp.mean(_wasserstein_pp_columns(jnp.asarray(a), jnp.asarray(b), 1)))
 
 
