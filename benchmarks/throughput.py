@@ -269,7 +269,7 @@ def nuts_case(*, num_chains: int, num_warmup: int, num_samples: int, seeds: int,
                          "compile_s": run.timings["compile_s"], "compile_events_s": ours_clock.compile,
                          "whole_call_s": run.timings["total_s"],
                          "mean_ess": ess_fb.mean(), "min_ess": ess_fb.min(),
-                         "mean_steps": float(run.stats["num_integration_steps"].mean())},
+                         "mean_steps": float(run.stats["n_steps"].mean())},
                 "max_mean_diff_in_sd": float(np.max(diff / sd)),
                 "max_mean_diff_z": float(np.max(z)),
             })

@@ -37,12 +37,23 @@ class NUTSChainState(NamedTuple):
 
 
 class NUTSInfo(NamedTuple):
+    """Per chain and transition, with ArviZ's ``sample_stats`` names (as ``arviz_base.from_numpyro``)."""
+
     loss: jax.Array
     grad_norm: jax.Array
     step_size: jax.Array
+    lp: jax.Array
+    """log density of the new position (tempered, localized; with nbeta = n the log posterior in
+    unconstrained space, Jacobian included: Stan's ``lp__``)."""
+    energy: jax.Array
+    """Hamiltonian H = -lp + p^T M^{-1} p / 2 of the proposal (BlackJAX ``NUTSInfo.energy``): for BFMI."""
     acceptance_rate: jax.Array
-    num_integration_steps: jax.Array
+    n_steps: jax.Array
+    """Leapfrog steps of the transition (BlackJAX ``num_integration_steps``)."""
+    tree_depth: jax.Array
+    """Trajectory doublings (BlackJAX ``num_trajectory_expansions``)."""
     diverging: jax.Array
+    """Divergent transition: energy error above BlackJAX's threshold (``is_divergent``)."""
 
 
 def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: float) -> Kernel:
@@ -74,8 +85,9 @@ def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: 
         localization = 0.5 * hyper.localization * jnp.sum(jnp.square(z - state.center))
         # L_n at the pre-step position, recovered from the stored log density without a model pass.
         loss = (target.log_prior(z) - localization - state.hmc.logdensity) / hyper.nbeta
-        return state._replace(hmc=hmc), NUTSInfo(loss, tree_norm(state.hmc.logdensity_grad), state.step_size,
-                                                 info.acceptance_rate, info.num_integration_steps, info.is_divergent)
+        return state._replace(hmc=hmc), NUTSInfo(
+            loss, tree_norm(state.hmc.logdensity_grad), state.step_size, hmc.logdensity, info.energy,
+            info.acceptance_rate, info.num_integration_steps, info.num_trajectory_expansions, info.is_divergent)
 
     return Kernel(init=init, step=step, position=lambda s: s.hmc.position, full_batch=True, warmup=warmup)
 
