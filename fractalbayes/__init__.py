@@ -20,6 +20,7 @@ from fractalbayes.samplers import SAMPLERS
 from fractalbayes.slt import diffusion, llc, tempering
 from fractalbayes import slt
 from fractalbayes.slt.llc import train
+from fractalbayes import stats
 from fractalbayes.stats import basins, compare, compare_figures, metrics, summary
 
 __version__ = "0.1.0"

@@ -4,8 +4,8 @@
 `diagnostics` (ArviZ summaries) and `comparison` (`compare`, `compare_figures`).
 """
 
-from fractalbayes.stats import basins, metrics
+from fractalbayes.stats import basins, metrics, noise
 from fractalbayes.stats.comparison import compare, compare_figures
 from fractalbayes.stats.diagnostics import summary
 
-__all__ = ["basins", "compare", "compare_figures", "metrics", "summary"]
+__all__ = ["basins", "compare", "compare_figures", "metrics", "noise", "summary"]
