@@ -16,7 +16,9 @@ import pytest
 import scipy.linalg
 from scipy.special import erf, erfc
 
-from fractalbayes.slt.diffusion import analysis as fd
+from fractalbayes.slt import diffusion as fd
+from fractalbayes.slt.diffusion.dimensions import _covering_counts
+from fractalbayes.slt.diffusion.fits import _log_thin
 
 Z95 = 1.959964
 
@@ -226,7 +228,7 @@ def test_covering_count_and_time_averaged_msd_of_brownian_run():
 def test_covering_counts_on_a_handmade_path():
     path = np.array([[0.1, 0.0], [0.6, 0.0], [0.2, 0.1], [1.2, 0.3], [-0.3, 0.0]])[None]
     # cells (side 0.5, anchored at the first point): (0,0) (1,0) (0,0) (2,0) (-1,0)
-    np.testing.assert_array_equal(fd._covering_counts(path, 0.5), [[1, 2, 2, 3, 4]])
+    np.testing.assert_array_equal(_covering_counts(path, 0.5), [[1, 2, 2, 3, 4]])
     dense = np.cumsum(np.random.default_rng(6).standard_normal((4, 50, 1)), axis=1)
     assert fd.analyze(dense, np.arange(50)).covering.data == "checkpoints"
     assert fd.analyze(dense[:, ::2], np.arange(0, 50, 2)).covering.data == "unavailable"
@@ -235,11 +237,11 @@ def test_covering_counts_on_a_handmade_path():
 def test_log_log_fits_thin_dense_stretches_only():
     grid = geometric_steps(1e5, 200)[1:].astype(float)
     everything = np.ones(grid.size, dtype=bool)
-    np.testing.assert_array_equal(fd._log_thin(grid, everything), everything)
+    np.testing.assert_array_equal(_log_thin(grid, everything), everything)
     # A geometric grid with every step of [2000, 2200) merged in (as a Run records a lag window):
     # that stretch spans 0.08 of ln(1e5) = 11.5, so about 0.08 / 11.5 * 256 = 2 of its lags stay.
     merged = np.union1d(grid, np.arange(2000, 2200))
-    kept = fd._log_thin(merged, np.ones(merged.size, dtype=bool))
+    kept = _log_thin(merged, np.ones(merged.size, dtype=bool))
     assert np.sum(kept & (merged >= 2000) & (merged < 2200)) <= 3
     assert np.all(kept[~np.isin(merged, np.arange(2000, 2200))])
 
