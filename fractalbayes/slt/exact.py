@@ -16,33 +16,19 @@ from fractions import Fraction
 
 import numpy as np
 
+from fractalbayes import checks
+from fractalbayes.errors import InputError
 
-def _count(value: object, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+_RATIONAL = checks.kind(numbers.Rational, want="an int or fractions.Fraction")
 
 
-def _rational(value: object, name: str) -> Fraction:
-    """``value`` as an exact Fraction (ints and Fractions only), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Rational):
-        raise ValueError(f"{name} must be an int or fractions.Fraction, got {value!r}")
-    return Fraction(value)
+def _fraction(value: object) -> Fraction:
+    """Validator: an int or ``fractions.Fraction`` (bools refused) as an exact Fraction."""
+    return Fraction(_RATIONAL(value))
 
 
-def _positive_real(value: object, name: str) -> float:
-    """``value`` as a finite float > 0, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite real number > 0, got {value!r}")
-    return float(value)
-
-
-def _nonnegative_real(value: object, name: str) -> float:
-    """``value`` as a finite float >= 0, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
-    return float(value)
+_fraction.want = _RATIONAL.want
+_NONNEGATIVE = checks.positive(allow_zero=True)
 
 
 def _is_sequence(value: object) -> bool:
@@ -52,18 +38,19 @@ def _is_sequence(value: object) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
-def _exponents(k: Sequence, h: Sequence | None, convert) -> tuple[list, list]:
-    """Validate the exponents k_j >= 0 (at least one > 0) and prior powers h_j, same length."""
+def _exponents(k: Sequence, h: Sequence | None, validator: checks.Validator) -> tuple[list, list]:
+    """Check the exponents k_j >= 0 (at least one > 0) and prior powers h_j, same length; each entry
+    converted by ``validator``."""
     if not _is_sequence(k) or len(k) == 0:
-        raise ValueError(f"k must be a non-empty sequence of exponents k_j >= 0, got {k!r}")
-    ks = [convert(kj, f"k[{j}]") for j, kj in enumerate(k)]
+        raise InputError(f"k must be a non-empty sequence of exponents k_j >= 0, got {k!r}")
+    ks = [checks.check(f"k[{j}]", kj, validator) for j, kj in enumerate(k)]
     if any(kj < 0 for kj in ks) or not any(kj > 0 for kj in ks):
-        raise ValueError(f"k must have every k_j >= 0 and at least one k_j > 0, got {k!r}")
+        raise InputError(f"k must have every k_j >= 0 and at least one k_j > 0, got {k!r}")
     if h is None:
-        return ks, [convert(0, "h")] * len(ks)
+        return ks, [validator(0)] * len(ks)
     if not _is_sequence(h) or len(h) != len(ks):
-        raise ValueError(f"h must be None or a sequence as long as k ({len(ks)}), got {h!r}")
-    return ks, [convert(hj, f"h[{j}]") for j, hj in enumerate(h)]
+        raise InputError(f"h must be None or a sequence as long as k ({len(ks)}), got {h!r}")
+    return ks, [checks.check(f"h[{j}]", hj, validator) for j, hj in enumerate(h)]
 
 
 def regular_learning_coefficient(d: int) -> Fraction:
@@ -71,7 +58,7 @@ def regular_learning_coefficient(d: int) -> Fraction:
 
     Multiplicity 1 (Watanabe 2009, "Algebraic Geometry and Statistical Learning Theory").
     """
-    return Fraction(_count(d, "d", 0), 2)
+    return Fraction(checks.check("d", d, checks.integer(0)), 2)
 
 
 def monomial_learning_coefficient(
@@ -84,9 +71,9 @@ def monomial_learning_coefficient(
     normal-crossing case). k_j >= 0 (at least one > 0) and h_j > -1 must be ints or Fractions;
     h defaults to all zeros (a prior that is positive and smooth at the origin).
     """
-    ks, hs = _exponents(k, h, _rational)
+    ks, hs = _exponents(k, h, _fraction)
     if any(hj <= -1 for hj in hs):
-        raise ValueError(f"h must have every h_j > -1 (an integrable prior), got {h!r}")
+        raise InputError(f"h must have every h_j > -1 (an integrable prior), got {h!r}")
     ratios = [(hj + 1) / (2 * kj) for kj, hj in zip(ks, hs) if kj > 0]
     lam = min(ratios)
     return lam, ratios.count(lam)
@@ -105,10 +92,10 @@ def rrr_learning_coefficient(M: int, H: int, N: int, r: int) -> Fraction:
     - else if N + H < M + r: lambda = (H N - H r + M r) / 2;
     - else (M + N < H + r):  lambda = M N / 2.
     """
-    M, H, N = (_count(v, name, 1) for v, name in ((M, "M"), (H, "H"), (N, "N")))
-    r = _count(r, "r", 0)
+    M, H, N = (checks.check(name, v, checks.integer(1)) for v, name in ((M, "M"), (H, "H"), (N, "N")))
+    r = checks.check("r", r, checks.integer(0))
     if r > min(M, H, N):
-        raise ValueError(f"r (true rank) must be <= min(M, H, N) = {min(M, H, N)}, got {r}")
+        raise InputError(f"r (true rank) must be <= min(M, H, N) = {min(M, H, N)}, got {r}")
     if N + r <= M + H and M + r <= N + H and H + r <= M + N:
         lam = Fraction(2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2, 8)
         return lam + Fraction(1, 8) if (M + H + N + r) % 2 else lam
@@ -153,11 +140,11 @@ def dln_learning_coefficient(widths: Sequence[int], rank: int) -> tuple[Fraction
     ``rrr_learning_coefficient``.
     """
     if not _is_sequence(widths) or len(widths) < 2:
-        raise ValueError(f"widths must be a list [input, hidden..., output] of >= 2 ints, got {widths!r}")
-    hs = [_count(w, f"widths[{j}]", 1) for j, w in enumerate(widths)]
-    r = _count(rank, "rank", 0)
+        raise InputError(f"widths must be a list [input, hidden..., output] of >= 2 ints, got {widths!r}")
+    hs = [checks.check(f"widths[{j}]", w, checks.integer(1)) for j, w in enumerate(widths)]
+    r = checks.check("rank", rank, checks.integer(0))
     if r > min(hs):
-        raise ValueError(f"rank must be <= min(widths) = {min(hs)}, got {r}")
+        raise InputError(f"rank must be <= min(widths) = {min(hs)}, got {r}")
     subset = _aoyagi_subset([hj - r for hj in hs])
     l, s = len(subset) - 1, sum(subset)
     a = s - (-(-s // l) - 1) * l
@@ -190,11 +177,11 @@ def exact_tempered_loss(
     analyticity), so a step of 0.1 / max(k_j, 1) gives ~1e-10 relative accuracy. The grid runs
     from e^(-40 / (h_j + 1)) below the tempering scale t^(-1 / (2 k_j)) up to e^2.5 prior scales.
     """
-    ks, hs = _exponents(k, h, _nonnegative_real)
+    ks, hs = _exponents(k, h, _NONNEGATIVE)
     if len(ks) > 2:
-        raise ValueError(f"k must have length 1 or 2 for exact_tempered_loss, got length {len(ks)}")
-    t = _positive_real(t, "t")
-    s = _positive_real(prior_scale, "prior_scale")
+        raise InputError(f"k must have length 1 or 2 for exact_tempered_loss, got length {len(ks)}")
+    t = checks.check("t", t, checks.positive())
+    s = checks.check("prior_scale", prior_scale, checks.positive())
     active = [(kj, hj) for kj, hj in zip(ks, hs) if kj > 0]
     top = math.log(s) + 2.5
     axes = []

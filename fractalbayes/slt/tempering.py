@@ -33,7 +33,8 @@ import scipy.optimize
 import scipy.special
 from numpy.typing import ArrayLike
 
-from fractalbayes.checks import finite as positive
+from fractalbayes import checks
+from fractalbayes.errors import InputError
 from fractalbayes.stats.metrics import as_masses, mass_divergences
 
 __all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks", "temper"]
@@ -45,6 +46,7 @@ Tempering = Literal["inverse", "power"]
 _WALK_FACTOR = {"lambda": 2.0, "2lambda": 4.0}  # d_walk = factor * lambda / d_s
 _XI_RANGES = ("paper", "free")
 _TEMPERINGS = ("inverse", "power")
+_POSITIVE = checks.positive()
 # Search box: every fitted log-exponent stays within +-_LOG_BOX of 0 (c, s) or of log s (xi).
 # Beyond it the predicted masses are numerically saturated (q_k -> 0 or uniform) and the
 # objective is flat, so the box loses nothing while keeping every evaluation finite.
@@ -108,7 +110,7 @@ class TemperingFit:
 
 def _check_fractal_dim(fractal_dim: str) -> None:
     if fractal_dim not in _WALK_FACTOR:
-        raise ValueError(
+        raise InputError(
             f"fractal_dim is {fractal_dim!r}; use 'lambda' (the paper's d_f = lambda) or "
             "'2lambda' (d_f = 2 lambda)."
         )
@@ -117,9 +119,9 @@ def _check_fractal_dim(fractal_dim: str) -> None:
 def _check_lambdas(lambdas: ArrayLike) -> np.ndarray:
     lambdas = np.asarray(lambdas, dtype=float)
     if lambdas.ndim != 1:
-        raise ValueError(f"lambdas has shape {lambdas.shape}; pass one LLC per basin (1-D).")
+        raise InputError(f"lambdas has shape {lambdas.shape}; pass one LLC per basin (1-D).")
     if not np.all(np.isfinite(lambdas)) or np.any(lambdas < 0):
-        raise ValueError(
+        raise InputError(
             f"lambdas {lambdas} has negative or non-finite entries; learning coefficients are "
             "finite and >= 0 (check the LLC estimates, e.g. clip small negative ones to 0)."
         )
@@ -133,8 +135,8 @@ def _scale_mode(scale: str | float, m: float) -> tuple[str, float | None]:
             return "fit", None
         if scale == "m":
             return "m", math.log(m)
-        raise ValueError(f"scale is {scale!r}; use 'fit', 'm' or a number > 0.")
-    return "fixed", math.log(positive("scale", scale))
+        raise InputError(f"scale is {scale!r}; use 'fit', 'm' or a number > 0.")
+    return "fixed", math.log(checks.check("scale", scale, _POSITIVE))
 
 
 def _validate(p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim):
@@ -142,22 +144,22 @@ def _validate(p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim):
     p_sgd, p_b = as_masses(p_sgd, "p_sgd"), as_masses(p_b, "p_b")
     lambdas = _check_lambdas(lambdas)
     if not p_sgd.size == p_b.size == lambdas.size:
-        raise ValueError(
+        raise InputError(
             f"p_sgd, p_b and lambdas have lengths {p_sgd.size}, {p_b.size}, {lambdas.size}; "
             "give one entry per basin, in the same basin order."
         )
     if p_b.size < 2:
-        raise ValueError(f"only {p_b.size} basin; the tempering test needs at least two basins.")
+        raise InputError(f"only {p_b.size} basin; the tempering test needs at least two basins.")
     if np.any(p_b == 0):
-        raise ValueError(
+        raise InputError(
             f"p_b is 0 for basins {np.flatnonzero(p_b == 0)}: the prediction p_b^(1/e) gives them "
             "no SGD mass, so KL(p_sgd || q) is infinite; drop or merge those basins or add "
             "pseudo-counts before normalising."
         )
-    d_s = positive("d_s", d_s)
-    m = positive("m", m)
+    d_s = checks.check("d_s", d_s, _POSITIVE)
+    m = checks.check("m", m, _POSITIVE)
     if xi_range not in _XI_RANGES:
-        raise ValueError(f"xi_range is {xi_range!r}; use 'paper' (0 < xi <= 1) or 'free' (xi > 0).")
+        raise InputError(f"xi_range is {xi_range!r}; use 'paper' (0 < xi <= 1) or 'free' (xi > 0).")
     _check_fractal_dim(fractal_dim)
     mode, log_scale = _scale_mode(scale, m)
     return p_sgd, p_b, lambdas, d_s, m, mode, log_scale
@@ -182,7 +184,7 @@ def basin_diffusion_coefficient(
     paper's convention d_f = lambda) or 4 lambda_k / d_s (fractal_dim="2lambda", d_f = 2 lambda).
     """
     _check_fractal_dim(fractal_dim)
-    xi, d_s = positive("xi", xi), positive("d_s", d_s)
+    xi, d_s = checks.check("xi", xi, _POSITIVE), checks.check("d_s", d_s, _POSITIVE)
     return xi ** _log_xi_slopes(_check_lambdas(lambdas), d_s, fractal_dim)
 
 
@@ -374,15 +376,15 @@ def fit_tempering(
     box: |log s|, |log c| <= 40 and |a_k log xi| <= 40.
 
     Raises:
-        ValueError: before any work, naming the problem and the fix, for fewer than two basins,
-            mismatched lengths, invalid masses (negative, not summing to 1, p_b zero), invalid
-            d_s, m, lambdas or scale, or an unknown option.
+        InputError (a ValueError): before any work, naming the problem and the fix, for fewer
+            than two basins, mismatched lengths, invalid masses (negative, not summing to 1, p_b
+            zero), invalid d_s, m, lambdas or scale, or an unknown option.
     """
     p_sgd, p_b, lambdas, d_s, m, mode, log_scale = _validate(
         p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
     )
     if tempering not in _TEMPERINGS:
-        raise ValueError(f"tempering is {tempering!r}; use 'inverse' or 'power'.")
+        raise InputError(f"tempering is {tempering!r}; use 'inverse' or 'power'.")
     log_pb = np.log(p_b)
     log_c, objective_global = _fit_global(p_sgd, log_pb)
     slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
@@ -454,12 +456,7 @@ def permutation_ranks(
     p_sgd, p_b, lambdas, d_s, m, _, log_scale = _validate(
         p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
     )
-    if (
-        isinstance(max_permutations, bool)
-        or not isinstance(max_permutations, (int, np.integer))
-        or max_permutations < 2
-    ):
-        raise ValueError(f"max_permutations is {max_permutations!r}; pass an integer >= 2.")
+    checks.check("max_permutations", max_permutations, checks.integer(2))
     k = lambdas.size
     identity = tuple(range(k))
     if math.factorial(k) <= max_permutations:
