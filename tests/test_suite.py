@@ -228,7 +228,7 @@ MALFORMED = {
                        ":20: arms.sgd.options.learnin_rate: unknown option 'learnin_rate' for sampler 'sgd'",
                        "allowed: learning_rate, momentum, weight_decay, schedule, optimizer, objective"),
     "wrong type": (("num_chains = 2\nnum_samples = 50\nburn_in = 100", 'num_chains = "two"\nnum_samples = 50\nburn_in = 100'),
-                   ":16: arms.sgd.num_chains: must be an integer >= 1", "got string 'two'"),
+                   ":16: arms.sgd.num_chains: must be an integer >= 1", "got 'two'"),
     "wrong option type": (("step_size = 1e-3", 'step_size = "small"'), ":28: arms.sgld.options.step_size",
                           "must be finite and > 0, got 'small'"),
     "bad choice": (("learning_rate = 0.05 }", 'learning_rate = 0.05, optimizer = "rmsprop" }'),

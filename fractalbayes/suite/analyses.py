@@ -1,4 +1,4 @@
-"""The analyses a suite runs on each cell, one small function each.
+"""The analyses a suite runs on each cell, one small function each, and their typed options.
 
 Every analysis takes the cell's :class:`Context` (data set, target, the runs by arm, seed, config)
 and its options, and returns a JSON-ready dict with
@@ -8,8 +8,11 @@ and its options, and returns a JSON-ready dict with
     tables    {name: DataFrame}, shown in the cell's section of the report;
 
 plus details (curves, masses). Figures go to ``context.figures`` (name -> matplotlib Figure).
-:data:`ANALYSES` lists them in the order they run, with their option defaults; options naming
-arms are checked against the suite's arms before anything runs.
+:data:`ANALYSES` lists them in the order they run, each with its options as typed
+:class:`~fractalbayes.samplers.registry.Option` s (default, validator, meaning): the LLC analyses take
+``fractalbayes.slt.llc.settings.OPTIONS``, the tempering analysis the fractal sampler's own basin and
+LLC options, so each setting is declared once. Options naming arms are checked against the suite's
+arms before anything runs (:mod:`fractalbayes.suite.validate`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from fractalbayes.slt import diffusion
-from fractalbayes.methods.fractal import sampler as fractal
-from fractalbayes.slt import llc
-from fractalbayes.slt.llc import settings as llc_settings
+from fractalbayes import checks, slt
+from fractalbayes.engine.run import Run
+from fractalbayes.methods import fractal
+from fractalbayes.methods.fractal import sampler as fractal_sampler
 from fractalbayes.model import zoo as models
-from fractalbayes import slt
+from fractalbayes.model.predict import class_probabilities, predictive_mean
+from fractalbayes.samplers import registry
+from fractalbayes.samplers.registry import Option
+from fractalbayes.slt import diffusion, llc
+from fractalbayes.slt.llc import settings as llc_settings
 from fractalbayes.stats.comparison import compare, compare_figures
 from fractalbayes.stats.diagnostics import summary
-from fractalbayes.model.predict import class_probabilities, predictive_mean
-from fractalbayes.engine.run import Run
 
-REQUIRED = object()
-"""Marks an option that has no default and must be given."""
+REQUIRED = inspect.Parameter.empty
+"""Marks an option that has no default and must be given (as ``inspect`` marks a parameter without one)."""
 
 
 @dataclass
@@ -160,16 +165,12 @@ def comparison(ctx: Context, options: dict) -> dict:
     return {"metrics": table.to_dict(orient="index"), "reference": reference}
 
 
-LLC_SETTINGS = ("nbeta", "localization", "step_size", "num_draws", "burn_in", "thin", "sampler",
-                "chains_per_point", "full_loss_every", "sampler_options")
-
-
 def local_learning_coefficient(ctx: Context, options: dict) -> dict:
     """LLC (llc.trajectory) at each chain's final position (``at="final"``), or at every ``every``-th
     checkpoint from the run's checkpoint_start on (``"trajectory"``, whose time average the
     diffusion analysis then uses as lambda_bar); at most ``max_chains`` chains per arm."""
     names = ctx.arms(options["arms"], lambda run: run.sampler == "sgd", "the LLC analysis (default: sgd arms)")
-    settings = {k: options[k] for k in LLC_SETTINGS}
+    settings = {o.name: options[o.name] for o in LLC_TRAJECTORY_OPTIONS}
     metrics, details = {}, {}
     for arm in names:
         run = ctx.run(arm)
@@ -227,16 +228,12 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
     return {"metrics": metrics, "tables": tables, "curves": curves}
 
 
-TEMPERING_SETTINGS = ("feature", "k", "lambdas", "d_s", "masses", "xi", "xi_range", "scale", "fractal_dim",
-                      "llc_options", "num_splits", "max_permutations")
-
-
 def tempering(ctx: Context, options: dict) -> dict:
     """The paper's basin-tempering test (fractal.tempering_test) of each SGD arm against the posterior
     arm, with its controls: untempered, one global exponent, LLC form, shuffled LLCs, held out."""
     posterior = ctx.run(options["posterior"] or ctx.reference)
     from_sgd = ctx.run(options["posterior_from_sgd"]) if options["posterior_from_sgd"] else None
-    settings = {k: options[k] for k in TEMPERING_SETTINGS} | {"k_range": tuple(options["k_range"])}
+    settings = {o.name: options[o.name] for o in TEMPERING_TEST_OPTIONS} | {"k_range": tuple(options["k_range"])}
     metrics, tables, details = {}, {}, {}
     for arm in [options["sgd"]] if isinstance(options["sgd"], str) else options["sgd"]:
         result = fractal.tempering_test(ctx.run(arm), posterior, target=ctx.target, posterior_from_sgd=from_sgd,
@@ -362,16 +359,12 @@ def _true_center(ctx: Context) -> dict[str, np.ndarray]:
     return sites
 
 
-LLC_TRUTH_SETTINGS = ("nbeta", "localization", "step_size", "num_chains", "num_draws", "burn_in", "thin",
-                      "sampler", "full_loss_every", "sampler_options")
-
-
 def llc_truth(ctx: Context, options: dict) -> dict:
     """The exact learning coefficient (slt) against llc.estimate at a trained minimiser
     (``center="train"``) or at the teacher (``"true"``), and against the "llc" analysis' arms."""
     exact, multiplicity, formula = exact_learning_coefficient(ctx.config, ctx.dataset)
     center = None if options["center"] == "train" else _true_center(ctx)
-    result = llc.estimate(ctx.target, center, seed=ctx.seed, **{k: options[k] for k in LLC_TRUTH_SETTINGS},
+    result = llc.estimate(ctx.target, center, seed=ctx.seed, **{o.name: options[o.name] for o in llc_settings.OPTIONS},
                           train_options=options["train_options"] if center is None else None)
     row = {"llc_exact": float(exact), "multiplicity": multiplicity, "llc_estimate": result.mean,
            "llc_estimate_sd": result.std, "llc_mcse": result.mcse, "llc_error": result.mean - float(exact),
@@ -389,58 +382,117 @@ def llc_truth(ctx: Context, options: dict) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def _arm_name_or_names(value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, str) or isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise checks.Invalid(f"must be an arm name or a non-empty array of arm names, got {checks.show(value)}")
+
+
+_arm_name_or_names.want = "an arm name or an array of arm names"
+ARM = checks.kind(str, want="an arm name")
+ARMS = _arm_name_or_names
+
+
+def _option(name: str, options: tuple[Option, ...]) -> Option:
+    return next(o for o in options if o.name == name)
+
+
 @dataclass(frozen=True)
 class Analysis:
+    """A registered analysis: the function that runs it and its typed options."""
+
     run: Callable[[Context, dict], dict]
-    defaults: dict[str, Any]
-    """Every option with its default (REQUIRED: none); the file must match the defaults' types."""
-    choices: dict[str, tuple] = field(default_factory=dict)
-    """Allowed values of an option: strings, plus ``int`` / ``float`` for "or an integer / a number"."""
+    options: tuple[Option, ...]
+    """Every option with its default (REQUIRED: none) and validator."""
     arm_options: tuple[str, ...] = ()
     """Options whose values (a name or a list of names) must be arms of the suite."""
     needs_reference: str | None = None
     """Option that names the reference arm when suite.reference does not."""
     needs_arms: bool = True
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
 
-_NBETA = ("n/log n", "batch", float)
+    def option(self, name: str) -> Option:
+        return _option(name, self.options)
+
+
+LLC_TRAJECTORY_OPTIONS = registry.replace_defaults(
+    tuple(o for o in llc_settings.OPTIONS if o.name != "num_chains"), num_draws=500, burn_in=200,
+) + (Option("chains_per_point", 1, checks.integer(1), "LLC chains per checkpoint and SGD chain"),)
+"""fb.llc.trajectory's settings: the estimator's (one chain per point, shorter by default)."""
+
+_FRACTAL = fractal_sampler.OPTIONS + fractal_sampler.BASIN_OPTIONS
+TEMPERING_TEST_OPTIONS = (
+    _option("feature", _FRACTAL), _option("k", _FRACTAL), _option("k_range", _FRACTAL),
+    Option("lambdas", None, checks.optional(checks.sequence_of(checks.positive(), want="an array of LLCs, one per basin")),
+           "the basins' LLCs; None: estimated at each basin's medoid"),
+    _option("d_s", _FRACTAL),
+    Option("masses", "count", checks.choice("count", "free_energy"),
+           "posterior basin masses: draws counted, or free energies (chains that do not mix)"),
+    _option("xi", _FRACTAL),
+    Option("xi_range", "paper", checks.choice("paper", "free"),
+           "range of the fitted xi: the paper's 0 < xi <= 1, or any xi > 0 (free)"),
+    Option("scale", "fit", checks.choice("fit", "m", also=checks.positive()),
+           "the mass scale: fitted, the number of SGD nets 'm', or a number"),
+    _option("fractal_dim", _FRACTAL),
+    Option("llc_options", None, checks.optional(registry.table(fractal_sampler.LLC_OPTIONS, "tempering's llc_options")),
+           "per-basin fb.llc.estimate settings (the fractal sampler's llc table; None: its defaults)"),
+    Option("num_splits", 20, checks.integer(1), "random halves for the held-out comparison"),
+    Option("max_permutations", 120, checks.integer(1), "LLC permutations for the shuffled control"),
+)
+"""fractal.tempering_test's settings (besides the runs), shared with the fractal sampler where they agree."""
+
 ANALYSES: dict[str, Analysis] = {
-    "predictive": Analysis(predictive, {"max_draws": 200}),
-    "summary": Analysis(diagnostics, {"var_names": None, "max_params": 2000, "marginals": "auto"}),
-    "compare": Analysis(comparison, {"reference": None, "probe": "test", "max_draws": 1000},
-                        choices={"probe": ("test", "train", "none")}, arm_options=("reference",),
-                        needs_reference="reference"),
-    "llc": Analysis(
-        local_learning_coefficient,
-        {"arms": None, "at": "final", "every": 1, "max_chains": 16, "nbeta": "n/log n", "localization": 1.0,
-         "step_size": 1e-4, "num_draws": 500, "burn_in": 200, "thin": 1, "sampler": "sgld", "chains_per_point": 1,
-         "full_loss_every": None, "sampler_options": None},
-        choices={"at": ("final", "trajectory"), "nbeta": _NBETA, "sampler": llc_settings.LLC_SAMPLERS},
-        arm_options=("arms",),
-    ),
-    "diffusion": Analysis(
-        weight_diffusion,
-        {"arms": None, "t0": "checkpoint_start", "window": None, "xi": 0.5, "fractal_dim": "lambda", "proj_dim": 3,
-         "n_boot": 200, "use_llc": True},
-        choices={"t0": ("checkpoint_start", int), "fractal_dim": diffusion.FRACTAL_DIMS},
-        arm_options=("arms",),
-    ),
-    "tempering": Analysis(
-        tempering,
-        {"sgd": REQUIRED, "posterior": None, "posterior_from_sgd": None, "feature": "labels", "k": None,
-         "k_range": [2, 8], "lambdas": None, "d_s": None, "masses": "count", "xi": 0.5, "xi_range": "paper",
-         "scale": "fit", "fractal_dim": "lambda", "llc_options": None, "num_splits": 20, "max_permutations": 120},
-        choices={"feature": ("labels", "probs", "mean"), "masses": ("count", "free_energy"),
-                 "xi_range": ("paper", "free"), "scale": ("fit", "m", float), "fractal_dim": diffusion.FRACTAL_DIMS},
-        arm_options=("sgd", "posterior", "posterior_from_sgd"), needs_reference="posterior",
-    ),
-    "lyapunov": Analysis(lyapunov, {"arm": REQUIRED, "reference": None}, arm_options=("arm", "reference")),
-    "llc_truth": Analysis(
-        llc_truth,
-        {"center": "train", "nbeta": "n/log n", "localization": 1.0, "step_size": 1e-4, "num_chains": 4,
-         "num_draws": 1000, "burn_in": 500, "thin": 1, "sampler": "sgld", "full_loss_every": None,
-         "sampler_options": None, "train_options": None},
-        choices={"center": ("train", "true"), "nbeta": _NBETA, "sampler": llc_settings.LLC_SAMPLERS},
-        needs_arms=False,
-    ),
+    "predictive": Analysis(predictive, (
+        Option("max_draws", 200, checks.integer(1), "draws (subsampled over chains) in the mean predictive"),
+    )),
+    "summary": Analysis(diagnostics, (
+        Option("var_names", None, checks.optional(checks.sequence_of(checks.kind(str, want="a site name"))),
+               "sites summarised; None: all"),
+        Option("max_params", 2000, checks.integer(1), "skipped for models with more parameters"),
+        Option("marginals", "auto", checks.kind(str, want="a site name or 'auto'"),
+               "site of the marginals figure; 'auto': the last site with at most 16 entries"),
+    )),
+    "compare": Analysis(comparison, (
+        Option("reference", None, checks.optional(ARM), "the reference arm; None: suite.reference"),
+        Option("probe", "test", checks.choice("test", "train", "none"), "inputs of the function-space comparison"),
+        Option("max_draws", 1000, checks.integer(1), "draws per arm compared"),
+    ), arm_options=("reference",), needs_reference="reference"),
+    "llc": Analysis(local_learning_coefficient, (
+        Option("arms", None, checks.optional(ARMS), "arms whose chains are measured; None: the sgd arms"),
+        Option("at", "final", checks.choice("final", "trajectory"),
+               "at each chain's final position, or along its checkpoints"),
+        Option("every", 1, checks.integer(1), "every k-th checkpoint from checkpoint_start (trajectory)"),
+        Option("max_chains", 16, checks.integer(1), "chains measured per arm"),
+    ) + LLC_TRAJECTORY_OPTIONS, arm_options=("arms",)),
+    "diffusion": Analysis(weight_diffusion, (
+        Option("arms", None, checks.optional(ARMS), "arms analysed; None: the sgd, sgld and sghmc arms"),
+        Option("t0", "checkpoint_start", checks.choice("checkpoint_start", also=checks.integer(0)),
+               "origin of the displacement: the run's checkpoint_start or a step"),
+        Option("window", None, checks.optional(checks.sequence_of(checks.positive(allow_zero=True), 2)),
+               "[start, end] lags of the fit; None: automatic"),
+        _option("xi", _FRACTAL),
+        _option("fractal_dim", _FRACTAL),
+        Option("proj_dim", 3, checks.integer(1), "dimension of the random projections (covering, returns)"),
+        Option("n_boot", 200, checks.integer(1), "bootstrap resamples of the slope's interval"),
+        Option("use_llc", True, checks.kind(bool, want="true or false"),
+               "take lambda_bar from the llc analysis when it ran"),
+    ), arm_options=("arms",)),
+    "tempering": Analysis(tempering, (
+        Option("sgd", REQUIRED, ARMS, "the SGD arm(s) tested"),
+        Option("posterior", None, checks.optional(ARM), "the posterior arm; None: suite.reference"),
+        Option("posterior_from_sgd", None, checks.optional(ARM), "an arm sampled from the SGD basins (fractal)"),
+    ) + TEMPERING_TEST_OPTIONS, arm_options=("sgd", "posterior", "posterior_from_sgd"), needs_reference="posterior"),
+    "lyapunov": Analysis(lyapunov, (
+        Option("arm", REQUIRED, ARM, "the constant-rate SGD arm"),
+        Option("reference", None, checks.optional(ARM), "a posterior arm compared too; None: suite.reference"),
+    ), arm_options=("arm", "reference")),
+    "llc_truth": Analysis(llc_truth, (
+        Option("center", "train", checks.choice("train", "true"), "a minimiser trained by fb.llc.train, or the teacher"),
+        *llc_settings.OPTIONS,
+        Option("train_options", None, checks.optional(checks.kind(dict, want="a table of fb.llc.train options")),
+               "options of fb.llc.train (center = 'train')"),
+    ), needs_arms=False),
 }

@@ -1,11 +1,14 @@
 """Command line: ``fractalbayes run``, ``report`` and ``demo``.
 
-    fractalbayes run SUITE.toml --out DIR [--only PATTERN] [--dry-run] [--executor local]
+    fractalbayes run SUITE.toml --out DIR [--only PATTERN] [--executor local]
+    fractalbayes run SUITE.toml [--out DIR] --dry-run [--only PATTERN]
     fractalbayes report DIR
     fractalbayes demo [--out DIR] [--seed N]
 
 Exit status: 0 when every cell is done, 1 when some cell failed, 2 for a malformed suite file or
 bad arguments (nothing is written then), 130 when interrupted (rerun the same command to resume).
+``--dry-run`` validates the file and lists the cells without running any user code: module files
+the suite names are read, not imported.
 """
 
 from __future__ import annotations
@@ -40,21 +43,35 @@ def _run_and_report(suite, out: str, only: str | None, executor: str) -> int:
     return 1 if failed else 0
 
 
+def _dry_run(suite, selected, out: str | None) -> int:
+    where = f" in {out}" if out is not None else " (no --out given)"
+    print(f"suite {suite.name}: {len(selected)} cell(s) selected, {sum(s == 'done' for _, s in selected)} already "
+          f"done{where}")
+    for cell, status in selected:
+        arms = ", ".join(f"{name} ({arm['sampler']})" for name, arm in cell.config["arms"].items()) or "none"
+        print(f"  {status:7s} {cell.id}   [{cell.config_hash}]  arms: {arms}")
+    print(f"analyses: {', '.join(suite.base['analyses']) or 'none'}; nothing was run or written")
+    if suite.sources:
+        print(f"module files named by the suite were checked as text but NOT imported: {', '.join(suite.sources)}; "
+              f"their code runs only when the cells run")
+    else:
+        print("user code: none named (models and data sets come from the toolkit's registries)")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.out is None and not args.dry_run:
+        print("fractalbayes run: --out DIR is required (except with --dry-run)", file=sys.stderr)
+        return 2
     try:
         suite = load_suite(args.suite)
         selected = plan(suite, args.out, args.only)
-        check_output(suite, args.out)
+        if args.out is not None:
+            check_output(suite, args.out)
     except SuiteError as error:
         return _fail(error)
     if args.dry_run:
-        print(f"suite {suite.name}: {len(selected)} cell(s) selected, "
-              f"{sum(s == 'done' for _, s in selected)} already done in {args.out}")
-        for cell, status in selected:
-            arms = ", ".join(f"{name} ({arm['sampler']})" for name, arm in cell.config["arms"].items()) or "none"
-            print(f"  {status:7s} {cell.id}   [{cell.config_hash}]  arms: {arms}")
-        print(f"analyses: {', '.join(suite.base['analyses']) or 'none'}; nothing was run or written")
-        return 0
+        return _dry_run(suite, selected, args.out)
     try:
         code = _run_and_report(suite, args.out, args.only, args.executor)
     except SuiteError as error:
@@ -111,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run a benchmark suite (resumable)")
     run.add_argument("suite", help="suite file (.toml), or the name of a shipped suite, e.g. quick")
-    run.add_argument("--out", required=True, help="output folder (reused to resume)")
+    run.add_argument("--out", help="output folder (reused to resume); required unless --dry-run")
     run.add_argument("--only", metavar="PATTERN", help="cells whose id matches this glob, or contains this text")
-    run.add_argument("--dry-run", action="store_true", help="list the cells and what is done; run nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, list the cells and what is done; run nothing, import no module file")
     run.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="where cells run (default: local)")
     run.set_defaults(handler=_run)
 

@@ -1,6 +1,6 @@
 """Running a suite: every cell sampled, analysed and written to an output folder, resumably.
 
-    suite = load_suite("benchmarks/suites/quick.toml")   # fractalbayes.suitefile: validated first
+    suite = load_suite("benchmarks/suites/quick.toml")   # fractalbayes.suite.spec: validated first
     run_suite(suite, "out/quick")                        # resumable; a failing cell is recorded, not fatal
 
 What a run writes under its output folder:
@@ -35,24 +35,13 @@ from pathlib import Path
 from typing import Any
 
 
-from fractalbayes.suite import analyses
+from fractalbayes.errors import SuiteError
+from fractalbayes.suite import analyses, resolve, schema
 from fractalbayes.suite import figures as cell_figures
+from fractalbayes.suite.spec import SUITES_DIR, Cell, Suite, load_suite, resolve_suite_path, shipped_suites, short_names
 from fractalbayes.suite.store import write_atomic, write_json
-from fractalbayes.suite.spec import (
-    RUN_DEFAULTS,
-    SUITES_DIR,
-    Cell,
-    Suite,
-    SuiteError,
-    data_function,
-    load_suite,
-    model_function,
-    resolve_suite_path,
-    short_names,
-    shipped_suites,
-)
 
-__all__ = [  # the suite API in one place (files are read by fractalbayes.suitefile)
+__all__ = [  # the suite API in one place (files are read by fractalbayes.suite.spec)
     "EXECUTORS", "SUITES_DIR", "Cell", "Index", "Suite", "SuiteError", "check_output", "load_suite", "plan",
     "resolve_suite_path", "run_cell", "run_suite", "short_names", "shipped_suites",
 ]
@@ -63,17 +52,26 @@ __all__ = [  # the suite API in one place (files are read by fractalbayes.suitef
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset_and_target(key: str):
+def _dataset_and_target(key: str, folder: Path | None):
     """(Dataset, Target) for a canonical-JSON (model, data) key: one Target, so one compilation, per
-    distinct model and data across the cells of a process."""
+    distinct model and data across the cells of a process. Module files named by the suite are
+    executed here (:mod:`fractalbayes.suite.resolve`), and what they give is checked."""
     from fractalbayes.model.target import from_numpyro
 
     model_cfg, data_cfg = json.loads(key)
-    dataset = data_function(data_cfg["name"])(**data_cfg.get("options", {}))
-    function = model_function(model_cfg["name"])
+    base = folder or Path.cwd()
+    dataset = resolve.load_data(resolve.locate("data", data_cfg["name"], base), data_cfg.get("options", {}))
+    source = resolve.locate("model", model_cfg["name"], base)
+    function = resolve.load_model(source)
     model = functools.update_wrapper(functools.partial(function, **model_cfg.get("options", {})), function)
-    target = from_numpyro(model, dataset.x_train, dataset.y_train, batch_size=model_cfg.get("batch_size"),
-                          data_plate=model_cfg.get("data_plate"))
+    try:
+        target = from_numpyro(model, dataset.x_train, dataset.y_train, batch_size=model_cfg.get("batch_size"),
+                              data_plate=model_cfg.get("data_plate"))
+    except Exception as error:
+        if source.file is None:
+            raise
+        raise SuiteError(source.file, [f"model.name: {source.name!r} is not {resolve.PROMISE['model']} that "
+                                       f"fb.from_numpyro can use: {type(error).__name__}: {error}"]) from error
     return dataset, target
 
 
@@ -82,12 +80,16 @@ def _with_batch_size(target, batch_size: int):
     return target.with_batch_size(batch_size)
 
 
+RUN_SETTINGS = {o.name for o in schema.RUN_SETTINGS}
+BURN_IN = next(o.default for o in schema.RUN_SETTINGS if o.name == "burn_in")
+
+
 def _sample_arm(target, arm: dict, seed: int, progress: bool):
     from fractalbayes.engine.sample import sample
 
-    kwargs = {k: v for k, v in arm.items() if k in RUN_DEFAULTS and k != "batch_size"}
+    kwargs = {k: v for k, v in arm.items() if k in RUN_SETTINGS}
     if kwargs.get("checkpoint_start") == "burn_in":
-        kwargs["checkpoint_start"] = kwargs.get("burn_in", RUN_DEFAULTS["burn_in"])
+        kwargs["checkpoint_start"] = kwargs.get("burn_in", BURN_IN)
     if "record_window" in kwargs:
         kwargs["record_window"] = tuple(kwargs["record_window"])
     if "batch_size" in arm:
@@ -136,7 +138,7 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
     outcome: dict[str, Any] = {"status": "done", "error": None, "arms": {}, "analyses": {}}
     try:
         key = json.dumps([config["model"], config["data"]], sort_keys=True)
-        dataset, target = _dataset_and_target(key)
+        dataset, target = _dataset_and_target(key, cell.folder)
     except Exception as error:  # noqa: BLE001 (recorded in the index; the suite goes on)
         return outcome | {"status": "failed", "error": f"building the data or model failed: {_error_text(error)}",
                           "traceback": traceback.format_exc()}
@@ -208,7 +210,7 @@ class Index:
     def __init__(self, out: Path, suite: Suite, cells: Sequence[Cell]):
         self.path = out / "index.json"
         self.out = out
-        old = json.loads(self.path.read_text()).get("cells", {}) if self.path.exists() else {}
+        old = read_index(out).get("cells", {})
         self.cells: dict[str, dict] = {}
         for cell in cells:
             entry = old.get(cell.id)
@@ -291,19 +293,33 @@ def check_output(suite: Suite, out: str | os.PathLike) -> None:
     if out.exists() and not out.is_dir():
         raise SuiteError(out, ["--out is a file; give a folder"])
     if (out / "index.json").exists():
-        previous = json.loads((out / "index.json").read_text()).get("suite")
+        previous = read_index(out).get("suite")
         if previous != suite.name:
             raise SuiteError(out, [f"holds results of suite {previous!r}, not {suite.name!r}: use another --out"])
 
 
-def plan(suite: Suite, out: str | os.PathLike, only: str | None = None) -> list[tuple[Cell, str]]:
+def read_index(out: str | os.PathLike | None) -> dict[str, Any]:
+    """An output folder's index.json ({} when there is none); a corrupt one is a SuiteError."""
+    path = None if out is None else Path(out) / "index.json"
+    if path is None or not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SuiteError(path, [f"cannot read the index ({type(error).__name__}: {error}): move the folder "
+                                f"aside or use another --out"]) from None
+    if not isinstance(index, dict) or not isinstance(index.get("cells", {}), dict):
+        raise SuiteError(path, ["is not a suite index (no cells table): use another --out"])
+    return index
+
+
+def plan(suite: Suite, out: str | os.PathLike | None, only: str | None = None) -> list[tuple[Cell, str]]:
     """(cell, "done" | "to run") for the selected cells, reading an existing index (nothing written)."""
     cells = suite.cells(only)
     if not cells:
         examples = ", ".join(c.id for c in suite.cells()[:5])
         raise SuiteError(suite.path, [f"--only {only!r} matches no cell; cell ids look like: {examples}"])
-    out = Path(out)
-    old = json.loads((out / "index.json").read_text()).get("cells", {}) if (out / "index.json").exists() else {}
+    old = read_index(out).get("cells", {})
     return [(c, "done" if old.get(c.id, {}).get("status") == "done"
              and old[c.id].get("config_hash") == c.config_hash else "to run") for c in cells]
 
