@@ -17,6 +17,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from fractalbayes.errors import InputError, ModelError
@@ -165,6 +166,36 @@ def check(name: str, value: Any, validator: Validator, error: type[InputError] =
 def count(name: str, value: Any, minimum: int) -> int:
     """An int >= `minimum` (bools refused), else a ModelError naming `name`."""
     return check(name, value, integer(minimum), ModelError)
+
+
+def seed(name: str, value: Any) -> int:
+    """An integer seed >= 0, or a JAX PRNG key (``jax.random.key(0)``, or a legacy uint32[2] key).
+
+    A key becomes the 32-bit integer ``jax.random.bits(key)`` draws from it, so that every seed is
+    recorded (and can be repeated) as an int: pass that int to reproduce the run.
+    """
+    if is_int(value) and value >= 0:
+        return int(value)
+    if isinstance(value, jax.Array):
+        typed = jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)
+        if (typed and value.shape == ()) or (value.dtype == np.uint32 and value.shape == (2,)):
+            key = value if typed else jax.random.wrap_key_data(value)
+            return int(jax.random.bits(key))
+    raise ModelError(f"{name} must be an integer >= 0 or a JAX PRNG key such as jax.random.key(0), "
+                     f"got {show(value)}")
+
+
+NUMPYRO_NAMES = {"num_warmup": "burn_in", "thinning": "thin", "rng_key": "seed", "progress_bar": "progress"}
+"""NumPyro's ``MCMC``/``MCMC.run`` spellings and fractalbayes' names for the same settings."""
+
+
+def refuse_numpyro_names(given: Sequence[str]) -> None:
+    """A ModelError naming ours when a NumPyro spelling (``num_warmup``, ``thinning``, ...) is used."""
+    used = [k for k in given if k in NUMPYRO_NAMES]
+    if used:
+        renames = ", ".join(f"{k}= -> {NUMPYRO_NAMES[k]}=" for k in used)
+        raise ModelError(f"{', '.join(used)}: NumPyro's spelling; fractalbayes.sample calls these {renames} "
+                         f"(docs/guide.md, 'Names')")
 
 
 def finite(name: str, value: Any, *, allow_zero: bool = False) -> float:

@@ -16,7 +16,7 @@ def arms(conjugate, nuts_conjugate):
 
 
 def test_compare_table_has_every_view(arms, conjugate):
-    probe = np.asarray(conjugate[0].data["arg0"])[:20]
+    probe = np.asarray(conjugate[0].data["x"])[:20]
     table = fb.compare(arms, reference="nuts", probe=probe, max_draws=500)
     assert list(table.index) == ["sgld", "sgd", "nuts"]
     weight_columns = ["wasserstein_marginal", "sliced_wasserstein", "mmd", "mmd_p_value", "gaussian_kl", "nn_kl"]

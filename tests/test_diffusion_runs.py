@@ -27,8 +27,8 @@ def test_constant_sgd_displacement_saturates_at_the_lyapunov_radius(conjugate):
     target, _, _ = conjugate
     eta, batch, burn_in = 0.05, 10, 2000
     target = target.with_batch_size(batch)
-    x = np.asarray(target.data["arg0"], np.float64)
-    y = np.asarray(target.data["arg1"], np.float64)
+    x = np.asarray(target.data["x"], np.float64)
+    y = np.asarray(target.data["y"], np.float64)
     w_star = np.linalg.lstsq(x, y, rcond=None)[0]
     hessian = x.T @ x / len(y)
     noise = np.cov(-x * (y - x @ w_star)[:, None], rowvar=False, bias=True)

@@ -46,8 +46,8 @@ def test_constant_sgd_covariance_solves_the_discrete_lyapunov_equation(conjugate
     target, _, _ = conjugate
     eta, batch = 0.05, 10
     target = target.with_batch_size(batch)
-    x = np.asarray(target.data["arg0"], np.float64)
-    y = np.asarray(target.data["arg1"], np.float64)
+    x = np.asarray(target.data["x"], np.float64)
+    y = np.asarray(target.data["y"], np.float64)
     n = len(y)
     w_star = np.linalg.lstsq(x, y, rcond=None)[0]
     hessian = x.T @ x / n  # A: Hessian of the mean loss L(w) = (1/2n) sum (y_i - x_i w)^2

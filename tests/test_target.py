@@ -107,7 +107,7 @@ def fixed_plate_model(x, y=None):
         (fb.models.linear_regression, (X,), {}, "no observed site"),
         (no_plate_model, (X, Y), {}, "no data plate"),
         (ambiguous_model, (X, Y), {}, "ambiguous data plate"),
-        (fixed_plate_model, (X, Y), {}, "take its size from the data"),
+        (fixed_plate_model, (X, Y), {"batch_size": 8}, "take its size from the data"),
         (fb.models.linear_regression, (X, Y), {"batch_size": 0}, "batch_size=0 is outside"),
         (fb.models.linear_regression, (X, Y), {"batch_size": 41}, "batch_size=41 is outside"),
         (fb.models.linear_regression, (X, Y), {"batch_size": 2.5}, "batch_size must be an int"),
@@ -124,4 +124,4 @@ def test_constants_bound_with_partial_are_not_data():
     model = functools.partial(fb.models.mlp_classifier, widths=(4,), num_classes=3)
     y = np.arange(40) % 3
     target = fb.from_numpyro(model, X, y, batch_size=5)
-    assert set(target.data) == {"arg0", "arg1"} and target.dim == 2 * 4 + 4 + 4 * 3 + 3
+    assert set(target.data) == {"x", "y"} and target.dim == 2 * 4 + 4 + 4 * 3 + 3

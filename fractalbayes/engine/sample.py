@@ -59,7 +59,7 @@ def run_config(
     num_samples = count("num_samples", num_samples, 1)
     burn_in = count("burn_in", burn_in, 0)
     thin = count("thin", thin, 1)
-    seed = count("seed", seed, 0)
+    seed = checks.seed("seed", seed)
     num_checkpoints = count("num_checkpoints", 100 if num_checkpoints is None else num_checkpoints, 2)
     checkpoint_start = count("checkpoint_start", checkpoint_start or 0, 0)
     if spec.warmup and burn_in == 0:
@@ -88,7 +88,7 @@ def sample(
     num_samples: int = 1000,
     burn_in: int = 1000,
     thin: int = 1,
-    seed: int = 0,
+    seed: int | jax.Array = 0,
     init: Any = None,
     num_checkpoints: int | None = None,
     checkpoint_start: int | None = None,
@@ -105,8 +105,11 @@ def sample(
     after ``checkpoint_start`` (e.g. ``burn_in``, to study late-time diffusion from there);
     ``record_window=(start, length)`` also records every step in [start, start + length).
     ``options`` go to the sampler (``fb.SAMPLERS[name].options`` lists them); unknown ones, and run
-    settings a composite method sets itself, are an error before any work.
+    settings a composite method sets itself, are an error before any work, and so are NumPyro's
+    spellings (``num_warmup``, ``thinning``, ``rng_key``, ``progress_bar``: the error names ours).
+    ``seed`` is an int or a JAX key (recorded as the int it maps to, see ``checks.seed``).
     """
+    checks.refuse_numpyro_names(options)
     spec = registry.get(sampler)
     config = run_config(target, spec, options, num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
                         thin=thin, seed=seed, init=init, num_checkpoints=num_checkpoints,

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from fractalbayes import checks
+from fractalbayes.errors import ModelError
 from fractalbayes.model.target import Target
 
 
@@ -19,12 +21,17 @@ def _site(target: Target, site: str | None) -> str:
     if site is None:
         return target.observed_sites[0]
     if site not in target.observed_sites:
-        raise ValueError(f"site {site!r} is not observed; choose one of {list(target.observed_sites)}")
+        raise ModelError(f"site {site!r} is not observed; choose one of {list(target.observed_sites)}")
     return site
 
 
 def _probe_inputs(target: Target, inputs) -> dict:
+    """Probe arrays keyed by the model's data-argument names (``target.data``'s keys, e.g. ``"x"``)."""
     if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - set(target.data))
+        if unknown:
+            raise ModelError(f"inputs {unknown} are not data arguments of model {target.name!r}; "
+                             f"use its argument names {list(target.data)}")
         return {k: jnp.asarray(v) for k, v in inputs.items()}
     return {next(iter(target.data)): jnp.asarray(inputs)}
 
@@ -32,7 +39,8 @@ def _probe_inputs(target: Target, inputs) -> dict:
 def class_probabilities(target: Target, positions, inputs, *, site: str | None = None) -> np.ndarray:
     """p(y = c | x, w) for every draw: shape (*positions.shape[:-1], n_probe, C).
 
-    ``inputs``: the probe array for the model's first data argument, or a dict of data arguments.
+    ``inputs``: the probe array for the model's first data argument, or a dict of data arguments
+    keyed by the model's parameter names (``{"x": x}``).
     Works for Categorical and Bernoulli observation sites.
     """
     name, probe = _site(target, site), _probe_inputs(target, inputs)
@@ -53,8 +61,14 @@ def class_probabilities(target: Target, positions, inputs, *, site: str | None =
     return np.asarray(out).reshape(np.shape(positions)[:-1] + out.shape[1:])
 
 
-def predictive_samples(target: Target, positions, inputs, *, site: str | None = None, seed: int = 0) -> np.ndarray:
-    """One draw y ~ p(y | x, w) per weight draw: shape (*positions.shape[:-1], n_probe, ...)."""
+def predictive_samples(
+    target: Target, positions, inputs, *, site: str | None = None, seed: int | jax.Array = 0
+) -> np.ndarray:
+    """One draw y ~ p(y | x, w) per weight draw: shape (*positions.shape[:-1], n_probe, ...).
+
+    ``seed``: an int or a JAX key (see :func:`fractalbayes.checks.seed`).
+    """
+    seed = checks.seed("seed", seed)
     name, probe = _site(target, site), _probe_inputs(target, inputs)
 
     def draw(z, key):
