@@ -8,7 +8,9 @@ NUTS, 0.005 for SGLD, derived per toy below), so that |lambda_hat - exact| < 0.0
 NUTS needs ESS >= (3 x 0.71 / 0.02)^2 ~ 11 000, SGLD ESS >= (0.71 / 0.005)^2 ~ 20 000 for w^2.
 """
 
+import dataclasses
 import functools
+import inspect
 import math
 
 import jax
@@ -164,7 +166,7 @@ def test_to_arviz_holds_traces_and_numbers(regular_result):
     assert tree.attrs["r_hat"] == pytest.approx(array_stats.rhat(llc_trace, chain_axis=0, draw_axis=1))
 
 
-@pytest.mark.filterwarnings("ignore::fractalbayes.slt.llc.estimate.LLCHealthWarning")  # 300 draws: R-hat may be marginal
+@pytest.mark.filterwarnings("ignore::fractalbayes.slt.llc.LLCHealthWarning")  # 300 draws: R-hat may be marginal
 def test_nbeta_rules_are_resolved_and_recorded(regular, regular_result):
     target, _ = regular
     assert llc.resolve_nbeta("n/log n", target) == (pytest.approx(2000 / math.log(2000)), "n/log n")
@@ -252,6 +254,26 @@ def test_bad_arguments_raise_before_any_work(regular, kwargs, match):
     kwargs = {"center": np.zeros(D)} | kwargs
     with pytest.raises(fb.ModelError, match=match):
         llc.estimate(target, **kwargs)
+
+
+def test_settings_record_is_built_from_the_shared_options(regular):
+    target, _ = regular
+    # estimate's keywords are the Options (same defaults), so the fractal sampler's llc table and
+    # the suite analyses, which read settings.OPTIONS, cannot drift from fb.llc.estimate.
+    parameters = inspect.signature(llc.estimate).parameters
+    for option in llc.settings.OPTIONS:
+        assert parameters[option.name].default == option.default, option.name
+    fields = {f.name for f in dataclasses.fields(llc.LLCSettings)}
+    assert fields == set(llc.settings.NAMES) | {"nbeta_rule", "seed"}
+    s = llc.LLCSettings.build(target, nbeta="batch", sampler_options={"temperature": 0.5}, seed=3)
+    assert (s.nbeta, s.nbeta_rule) == (pytest.approx(100 / math.log(100)), "batch") and s.seed == 3
+    assert s.sampler_kwargs() == {"nbeta": s.nbeta, "localization": 1.0, "temperature": 0.5, "step_size": 1e-4}
+    nuts = llc.LLCSettings.build(target, sampler="nuts", step_size=0.0, burn_in=1)  # NUTS adapts its own h
+    assert nuts.step_size is None and "step_size" not in nuts.sampler_kwargs()
+    with pytest.raises(fb.ModelError, match="burn_in must be an integer >= 1"):
+        llc.LLCSettings.build(target, sampler="nuts", burn_in=0)
+    with pytest.raises(fb.ModelError, match="unknown option"):
+        llc.LLCSettings.build(target, num_draw=10)
 
 
 # ---------------------------------------------------------------------------------------------
