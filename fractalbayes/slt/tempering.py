@@ -109,6 +109,7 @@ class TemperingFit:
 
 
 def _check_fractal_dim(fractal_dim: str) -> None:
+    """An InputError unless ``fractal_dim`` is "lambda" or "2lambda"."""
     if fractal_dim not in _WALK_FACTOR:
         raise InputError(
             f"fractal_dim is {fractal_dim!r}; use 'lambda' (the paper's d_f = lambda) or "
@@ -117,6 +118,7 @@ def _check_fractal_dim(fractal_dim: str) -> None:
 
 
 def _check_lambdas(lambdas: ArrayLike) -> np.ndarray:
+    """The LLCs as a 1-D float array, finite and >= 0, else an InputError."""
     lambdas = np.asarray(lambdas, dtype=float)
     if lambdas.ndim != 1:
         raise InputError(f"lambdas has shape {lambdas.shape}; pass one LLC per basin (1-D).")
@@ -195,6 +197,7 @@ def _logsumexp(log_w: np.ndarray) -> float:
 
 
 def _normalised_log(log_w: np.ndarray) -> np.ndarray:
+    """log(w / sum w) from log w."""
     return log_w - _logsumexp(log_w)
 
 

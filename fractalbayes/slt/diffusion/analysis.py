@@ -65,6 +65,9 @@ _MIN_LAG_WINDOW = 4  # consecutive steps needed for a lag curve (3 lags)
 # Input handling
 # --------------------------------------------------------------------------------------------
 class _Inputs(NamedTuple):
+    """What the analysis reads: checkpoints (chains, K, d), their steps (K,), and the optional lag
+    window (chains, W, d) of consecutive steps from ``lag_window_start``."""
+
     checkpoints: np.ndarray
     steps: np.ndarray
     lag_window: np.ndarray | None

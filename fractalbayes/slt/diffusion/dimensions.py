@@ -79,6 +79,7 @@ def walk_dimension(slope: float) -> float:
 
 
 def _fractal_dimension(lambda_bar: float | None, fractal_dim: str) -> float:
+    """d_f = lambda_bar (``"lambda"``, the paper's) or 2 lambda_bar (``"2lambda"``); NaN without an LLC."""
     if lambda_bar is None:
         return float("nan")
     return lambda_bar if fractal_dim == "lambda" else 2.0 * lambda_bar
@@ -102,6 +103,7 @@ def effective_diffusion(xi: float, d_walk: float) -> float:
 
 
 def _check_fractal_dim(fractal_dim: str) -> None:
+    """An InputError unless ``fractal_dim`` is one of :data:`FRACTAL_DIMS`."""
     if fractal_dim not in FRACTAL_DIMS:
         raise InputError(
             f"unknown fractal_dim {fractal_dim!r}; use 'lambda' (the paper, d_s = 2 lambda slope) "

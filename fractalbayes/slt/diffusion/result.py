@@ -76,18 +76,22 @@ class DiffusionResult:
 
     @property
     def slope(self) -> float:
+        """Power-law slope of log R on log t over the window (eq. 7): R ~ t^slope."""
         return self.power_law.slope
 
     @property
     def intercept(self) -> float:
+        """Intercept of the power-law fit, log R = intercept + slope log t."""
         return self.power_law.intercept
 
     @property
     def r2(self) -> float:
+        """r^2 of the power-law fit on log R."""
         return self.power_law.r2
 
     @property
     def slope_ci(self) -> tuple[float, float]:
+        """Chain-bootstrap percentile interval of the slope."""
         return self.power_law.ci
 
     @property

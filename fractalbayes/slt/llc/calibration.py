@@ -126,6 +126,7 @@ def calibrate(
 
 
 def _calibration_row(key: tuple[float, float], result: LLCResult | None, num_chains: int) -> dict:
+    """One row of the calibration table (NaN estimates where every chain diverged)."""
     row = {"step_size": key[0], "localization": key[1]}
     if result is None:
         return row | {"llc_mean": math.nan, "llc_std": math.nan, "llc_mcse": math.nan, "r_hat": math.nan,

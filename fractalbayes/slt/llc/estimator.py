@@ -88,6 +88,7 @@ class LLCResult:
 
     @property
     def healthy(self) -> bool:
+        """True when every health check passed (no warnings)."""
         return not self.warnings
 
     def to_arviz(self) -> xr.DataTree:
