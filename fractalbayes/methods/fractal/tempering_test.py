@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from arviz_stats.base import array_stats
 
 from fractalbayes.engine.run import Run
 from fractalbayes.errors import ModelError
@@ -28,6 +29,7 @@ from fractalbayes.methods.fractal.sampler import (
 from fractalbayes.model.target import Target
 from fractalbayes.stats.basins import Basins, find_basins, function_features, medoid_indices
 from fractalbayes.stats.metrics import mass_divergences
+from fractalbayes.slt import evidence
 from fractalbayes.slt.tempering import basin_diffusion_coefficient, fit_tempering, temper
 MODELS = ("untempered", "global", "llc", "llc_shuffled")
 METRICS = ("kl", "js", "wasserstein")
@@ -42,7 +44,16 @@ class TemperingResult:
     fit: Any
     """The in-sample :class:`~fractalbayes.tempering.TemperingFit` of the LLC form."""
     permutation_rank: int
+    """Rank of the true lambda assignment among all (or sampled) assignments, ties broken at random."""
     num_permutations: int
+    p_value: float
+    """Permutation p-value of the LLC form (:func:`fractalbayes.slt.evidence.permutation_test`)."""
+    power: float
+    """P(p <= 0.05) on planted LLC-form masses at this run's K, lambdas, fit and effective counts."""
+    verdict: str
+    """One line: "LLC form beats a global exponent: yes / no / undetermined at alpha = 0.05, power P"."""
+    identifiability: str
+    """Which of xi, scale and d_s the basin masses determine."""
     p_sgd: np.ndarray
     p_b: np.ndarray
     lambdas: np.ndarray
@@ -96,8 +107,47 @@ def _model_masses(fit, p_sgd: np.ndarray, lambdas: np.ndarray, d_s: float) -> di
     }
 
 
-def _scores(p_b: np.ndarray, predicted: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    return {name: mass_divergences(p_b, masses) for name, masses in predicted.items()}
+def _scores(p_b: np.ndarray, predicted: dict[str, np.ndarray],
+            degenerate: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Divergences of each model's masses from p_b. Masses are renormalised in float64; a model that
+    gives a basin of positive posterior mass zero predicted mass (exponents saturated at the edge of
+    the fit's box) has an infinite KL: it is scored NaN and recorded in ``degenerate`` with the reason."""
+    scores = {}
+    for name, masses in predicted.items():
+        masses = np.asarray(masses, np.float64)
+        masses = masses / masses.sum()
+        empty = np.flatnonzero((masses <= 0) & (p_b > 0))
+        if empty.size:
+            scores[name] = {m: float("nan") for m in METRICS}
+            if degenerate is not None:
+                degenerate.setdefault(name, f"predicts mass 0 for basins {empty.tolist()} of positive posterior "
+                                            f"mass (its exponents saturate): KL infinite, reported as NaN")
+        else:
+            scores[name] = mass_divergences(p_b, masses)
+    return scores
+
+
+def _posterior_count(labels_post: np.ndarray, k: int) -> float:
+    """Effective number of independent posterior basin labels: the smallest bulk ESS of the basin
+    indicators over basins that vary, or the number of chains when no chain switches basins."""
+    ess = []
+    for basin in range(k):
+        indicator = (labels_post == basin).astype(float)
+        if indicator.std() > 0 and np.any(indicator.std(axis=1) > 0):
+            ess.append(float(array_stats.ess(indicator, chain_axis=0, draw_axis=1, method="bulk")))
+    finite = [e for e in ess if np.isfinite(e) and e > 0]
+    return min(finite) if finite else float(labels_post.shape[0])
+
+
+def _identifiability(scale: Any, k: int, lambdas: np.ndarray) -> str:
+    if np.ptp(lambdas) == 0:
+        return "all lambda_k are equal: only a global exponent is identified (xi, s and d_s are not)"
+    if scale == "fit":
+        return (f"basin masses identify (A, B) of log e_k = A + B lambda_k only ({k - 1} constraints from {k} "
+                f"basins): xi, the scale s and d_s are not separately determined, so the fitted xi is not "
+                f"comparable with the paper's 0.5")
+    return ("with the scale fixed, xi is identified given d_s (only xi^(1/d_s) enters); d_s itself comes from "
+            "the displacement fit, not from the masses")
 
 
 def _permutations(k: int, max_permutations: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -137,8 +187,12 @@ def tempering_test(
     are smoothed with a Jeffreys 1/2 pseudo-count so that no basin has mass 0.
 
     Four models: untempered (p_sgd), one global exponent c, the LLC form, and the LLC form with the
-    lambda_k shuffled across basins (the rank of the true assignment among permutations by fit
-    objective). Held-out: fit on a random half of the SGD nets and posterior chains (draws when
+    lambda_k shuffled across basins. Whether the lambda_k matter is decided by the permutation test
+    of :mod:`fractalbayes.slt.evidence` (``p_value``, ties broken at random, exact under the null),
+    with its power on planted LLC-form masses at this run's K, lambdas, fit and effective counts,
+    stated in ``verdict``; K <= 3 basins can never give p <= 0.05 and are reported as undetermined.
+    Models that predict zero mass for a basin are scored NaN and named in the table's ``degenerate``
+    column instead of an infinite KL. Held-out: fit on a random half of the SGD nets and posterior chains (draws when
     there is one chain), score the predictions on the other half; ``num_splits`` splits, median
     and interquartile range. ``per_k`` repeats the in-sample comparison for every k clustered.
     """
@@ -180,15 +234,21 @@ def tempering_test(
         d_s, d_s_record = check_d_s(d_s, "given"), {"given": True}
     fit_kwargs = dict(d_s=d_s, m=target.n_data, xi_range=xi_range, scale=scale, fractal_dim=fractal_dim)
     fit = fit_tempering(p_sgd, p_b, lam, **fit_kwargs)
-    in_sample = _scores(p_b, _model_masses(fit, p_sgd, lam, d_s))
+    degenerate: dict[str, str] = {}
+    in_sample = _scores(p_b, _model_masses(fit, p_sgd, lam, d_s), degenerate)
     perms = _permutations(basins.k, max_permutations, rng)
     shuffled_fits = [fit_tempering(p_sgd, p_b, lam[p], **fit_kwargs) for p in perms]
-    in_sample["llc_shuffled"] = {
-        m: float(np.median([mass_divergences(p_b, f.p_tempered)[m] for f in shuffled_fits])) if perms else float("nan")
-        for m in METRICS
-    }
-    # rank of the true assignment by fit objective: 1 + permutations that fit strictly better
-    rank = 1 + sum(f.objective < fit.objective for f in shuffled_fits)
+    shuffled = [_scores(p_b, {"llc_shuffled": f.p_tempered}, degenerate)["llc_shuffled"] for f in shuffled_fits]
+    in_sample["llc_shuffled"] = {m: float(np.nanmedian([sc[m] for sc in shuffled])) if perms else float("nan")
+                                 for m in METRICS}
+    test = evidence.permutation_test(p_sgd, p_b, lam, seed=seed, max_permutations=max(max_permutations, 2),
+                                     xi_range=xi_range)
+    walk = {"lambda": 2.0, "2lambda": 4.0}[fractal_dim]
+    a_fit, b_fit = math.log(fit.scale) + 2 * math.log(fit.xi), -walk * math.log(fit.xi) / d_s
+    n_posterior = _posterior_count(main["labels_post"], basins.k)
+    power = evidence.power(lam, a=a_fit, b=b_fit, p_b=p_b, n_sgd=len(endpoints), n_posterior=n_posterior,
+                           repeats=100, seed=seed, max_permutations=max(max_permutations, 2))
+    verdict = evidence.verdict(test, power)
 
     held_out = {name: {m: [] for m in METRICS} for name in MODELS}
     nets, chains = len(endpoints), posterior_run.num_chains
@@ -206,7 +266,7 @@ def tempering_test(
             perm = perms[rng.integers(len(perms))]
             predicted["llc_shuffled"] = _model_masses(fit_tempering(fit_a[0], fit_a[1], lam[perm], **fit_kwargs),
                                                       test_b[0], lam[perm], d_s)["llc"]
-        for name, scores in _scores(test_b[1], predicted).items():
+        for name, scores in _scores(test_b[1], predicted, degenerate).items():
             for m in METRICS:
                 held_out[name][m].append(scores[m])
 
@@ -216,8 +276,10 @@ def tempering_test(
         row |= {f"{m}_in_sample": in_sample.get(name, {}).get(m, float("nan")) for m in METRICS}
         for m in METRICS:
             values = np.asarray(held_out[name][m])
-            row[f"{m}_held_out"] = float(np.median(values)) if values.size else float("nan")
-            row[f"{m}_held_out_iqr"] = float(np.subtract(*np.percentile(values, [75, 25]))) if values.size else float("nan")
+            finite = values[np.isfinite(values)]
+            row[f"{m}_held_out"] = float(np.median(finite)) if finite.size else float("nan")
+            row[f"{m}_held_out_iqr"] = float(np.subtract(*np.percentile(finite, [75, 25]))) if finite.size else float("nan")
+        row["degenerate"] = degenerate.get(name, "")
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
 
@@ -225,7 +287,7 @@ def tempering_test(
     for kk in sorted(basins.labels_per_k):
         part = main if kk == basins.k else analyse(kk)
         fit_k = fit_tempering(part["p_sgd"], part["p_b"], part["lambdas"], **fit_kwargs)
-        scores = _scores(part["p_b"], _model_masses(fit_k, part["p_sgd"], part["lambdas"], d_s))
+        scores = _scores(part["p_b"], _model_masses(fit_k, part["p_sgd"], part["lambdas"], d_s), degenerate)
         per_k_rows.append({"k": kk, "silhouette": basins.silhouettes[kk], "xi": fit_k.xi, "scale": fit_k.scale}
                           | {f"{m}_{name}": scores[name][m] for name in scores for m in METRICS})
     switches = np.sum(np.diff(main["labels_post"], axis=1) != 0, axis=1)
@@ -235,9 +297,12 @@ def tempering_test(
                                                 feature=feature))
         mixing["js_prior_vs_sgd_started"] = mass_divergences(p_b, _masses(other, basins.k))["js"]
     return TemperingResult(
-        table=table, fit=fit, permutation_rank=int(rank), num_permutations=len(perms) + 1, p_sgd=p_sgd, p_b=p_b,
+        table=table, fit=fit, permutation_rank=test.rank, num_permutations=test.num_assignments,
+        p_value=test.p_value, power=power, verdict=verdict,
+        identifiability=_identifiability(scale, basins.k, lam), p_sgd=p_sgd, p_b=p_b,
         lambdas=lam, d_s=d_s, basins=basins, mixing=mixing, per_k=pd.DataFrame(per_k_rows).set_index("k"),
         record={"masses": masses, "feature": feature, "d_s_source": d_s_record, "xi_range": xi_range, "scale": scale,
                 "fractal_dim": fractal_dim, "num_splits": num_splits, "seed": seed, "smoothing": "jeffreys 1/2",
-                "llc_options": llc_options},
+                "llc_options": llc_options, "posterior_effective_count": n_posterior,
+                "fitted_llc_form": {"A": a_fit, "B": b_fit}},
     )
