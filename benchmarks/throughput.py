@@ -164,6 +164,131 @@ def sgld_case(size: str, *, num_chains: int, batch_size: int, num_draws: int, th
 
 
 # --------------------------------------------------------------------------------------------------
+# 1b. The rest of the SG-MCMC family (issue 15): ours against hand-written lax.scan + BlackJAX loops
+# --------------------------------------------------------------------------------------------------
+
+
+def blackjax_family_loop(target: fb.Target, sampler: str, num_chains: int, num_draws: int, thin: int,
+                         options: dict, center):
+    """A user's minimal loop around BlackJAX's own kernel (same scan/vmap/randint shape as the SGLD
+    loop above): sgnht (``blackjax.sgnht``), sgld_cv (``blackjax.sgld`` on
+    ``blackjax.sgmcmc.gradients.control_variates`` centred at ``center``) or csgld (``blackjax.csgld``).
+    Returns a jitted ``run(key, z0) -> draws (num_draws, chain, dim)``."""
+    n, batch_size, h = target.n_data, target.batch_size, options["step_size"]
+
+    def log_density(z, batch):
+        return target.log_posterior_estimate(z, batch, n)[0]
+
+    grad_estimator = jax.grad(log_density)
+    if sampler == "sgnht":
+        algorithm = blackjax.sgnht(grad_estimator)
+        init = lambda z, key: algorithm.init(z, key)  # noqa: E731
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h)  # noqa: E731
+    elif sampler == "sgld_cv":
+        algorithm = blackjax.sgld(blackjax.sgmcmc.gradients.control_variates(grad_estimator, center, target.data))
+        init = lambda z, key: algorithm.init(z)  # noqa: E731
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h)  # noqa: E731
+    elif sampler == "csgld":
+        algorithm = blackjax.csgld(log_density, grad_estimator, zeta=options["zeta"],
+                                   num_partitions=options["num_partitions"], energy_gap=options["energy_gap"],
+                                   min_energy=options["min_energy"])
+        init = lambda z, key: algorithm.init(z)  # noqa: E731
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h, options["sa_step_size"])  # noqa: E731
+    else:
+        raise ValueError(f"no BlackJAX loop for {sampler!r}")
+    position = (lambda s: s) if sampler == "sgld_cv" else (lambda s: s.position)
+
+    def chain_step(state, key):
+        batch_key, step_key = jax.random.split(key)
+        idx = jax.random.randint(batch_key, (batch_size,), 0, n)
+        return step(step_key, state, {k: v[idx] for k, v in target.data.items()})
+
+    def run(key, z0):
+        init_key, key = jax.random.split(key)
+        states = jax.vmap(init)(z0, jax.random.split(init_key, num_chains))
+
+        def one_step(state, key):
+            return jax.vmap(chain_step)(state, jax.random.split(key, num_chains)), None
+
+        def one_draw(state, key):
+            state, _ = jax.lax.scan(one_step, state, jax.random.split(key, thin))
+            return state, position(state)
+
+        return jax.lax.scan(one_draw, states, jax.random.split(key, num_draws))[1]
+
+    return jax.jit(run)
+
+
+FAMILY_OPTIONS = {
+    "sgnht": {"step_size": 1e-5},
+    "sgld_cv": {"step_size": 1e-5},
+    "psgld": {"step_size": 1e-4},
+    "csgld": {"step_size": 1e-5, "zeta": 1.0, "num_partitions": 512, "energy_gap": 10.0, "min_energy": 0.0,
+              "sa_step_size": 1e-3},
+}
+
+
+def family_case(sampler: str, size: str, *, num_chains: int, batch_size: int, num_draws: int, thin: int,
+                repeats: int) -> dict:
+    """As :func:`sgld_case` for another sampler of the family: ratio = our steps/s over the BlackJAX
+    loop's (best of alternating repeats, compilation excluded). pSGLD has no BlackJAX kernel: its
+    figure is our steps/s against our own SGLD's on the same settings (the preconditioner's cost)."""
+    target = mlp_target(size, batch_size)
+    steps = num_draws * thin
+    z0 = jax.vmap(target.init_position)(jax.random.split(jax.random.key(1), num_chains))
+    center = z0[0]  # any point does for timing; the control variates' centre in both arms
+    extra = {"cv_center": np.asarray(center)} if sampler == "sgld_cv" else {}
+    options = dict(num_chains=num_chains, num_samples=num_draws, burn_in=0, thin=thin, init=z0, progress=False,
+                   **FAMILY_OPTIONS[sampler], **extra)
+    key = jax.random.key(0)
+    if sampler == "psgld":
+        reference_name = "ours_sgld"
+        sgld_options = dict(options, step_size=1e-5)
+        fb.sample(target, "sgld", **sgld_options)
+
+        def reference(r):
+            return fb.sample(target, "sgld", seed=r, **sgld_options).timings["sampling_s"]
+        ref_compile = 0.0
+    else:
+        reference_name = "blackjax"
+        tic = time.perf_counter()
+        loop = blackjax_family_loop(target, sampler, num_chains, num_draws, thin, FAMILY_OPTIONS[sampler], center)
+        loop = loop.lower(key, z0).compile()
+        ref_compile = time.perf_counter() - tic
+
+        def reference(r):
+            tic = time.perf_counter()
+            draws = np.asarray(loop(jax.random.key(r), z0))
+            assert np.all(np.isfinite(draws)), f"the BlackJAX {sampler} loop diverged"
+            return time.perf_counter() - tic
+    first = fb.sample(target, sampler, **options)  # compiles ours
+    ours_compile = first.timings["compile_s"]
+    ref_s, fb_s, fb_wall = [], [], []
+    for r in range(repeats):
+        ref_s.append(reference(r))
+        tic = time.perf_counter()
+        run = fb.sample(target, sampler, seed=r, **options)
+        fb_wall.append(time.perf_counter() - tic)
+        fb_s.append(run.timings["sampling_s"])
+    assert not run.diverged.any(), f"a {sampler} chain diverged: lower the step size"
+    out = {
+        "sampler": sampler, "reference": reference_name, "dim": target.dim, "batch_size": batch_size,
+        "chains": num_chains, "steps": steps, "thin": thin, "draws": num_draws,
+        "reference_steps_per_s": steps / min(ref_s), "ours_steps_per_s": steps / min(fb_s),
+        "ours_whole_call_steps_per_s": steps / min(fb_wall),
+        "compile_s": {"reference": ref_compile, "ours": ours_compile},
+        "raw_s": {"reference": ref_s, "ours_sampling": fb_s, "ours_whole_call": fb_wall},
+    }
+    out["ratio"] = out["ours_steps_per_s"] / out["reference_steps_per_s"]
+    out["ratio_median_of_pairs"] = statistics.median(b / f for b, f in zip(ref_s, fb_s))
+    log(f"  {sampler:>7} {size:>4} (d={target.dim}, thin={thin}, {steps} steps): {reference_name} "
+        f"{out['reference_steps_per_s']:.0f} steps/s, ours {out['ours_steps_per_s']:.0f} steps/s "
+        f"(whole call {out['ours_whole_call_steps_per_s']:.0f}); ratio {out['ratio']:.3f} "
+        f"(median of paired repeats {out['ratio_median_of_pairs']:.3f})")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # 2. NUTS: ours against NumPyro's, ESS per second
 # --------------------------------------------------------------------------------------------------
 
@@ -377,7 +502,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (< 1 min)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["sgld", "nuts", "rss"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["sgld", "family", "nuts", "rss"])
     args = parser.parse_args()
     quick = args.quick
     start = time.perf_counter()
@@ -401,6 +526,21 @@ def main() -> None:
         result["sgld_vs_blackjax"] = {size: sgld[f"{size}_thin1"]["ratio"] for size in SIZES}
         result["sgld_vs_blackjax_whole_call"] = {size: sgld[f"{size}_thin1"]["ratio_whole_call"] for size in SIZES}
 
+    if "family" not in args.skip:
+        log("SG-MCMC family: fb.sample vs hand-written lax.scan + BlackJAX loops (psgld: vs our sgld)")
+        common = dict(num_chains=4, batch_size=32)
+        if quick:
+            cases = [("400", 1, 500, 2), ("100k", 1, 20, 2)]
+        else:
+            cases = [("400", 1, 3000, 9), ("100k", 1, 120, 7)]
+        family = {}
+        for sampler in ("sgnht", "sgld_cv", "csgld", "psgld"):
+            for size, thin, draws, repeats in cases:
+                family[f"{sampler}_{size}"] = family_case(sampler, size, thin=thin, num_draws=draws,
+                                                          repeats=repeats, **common)
+        result["family"] = family
+        result["family_ratios"] = {k: v["ratio"] for k, v in family.items()}
+
     if "nuts" not in args.skip:
         log("NUTS: fb.sample vs numpyro.infer.MCMC(NUTS, chain_method='vectorized')")
         if quick:
@@ -422,7 +562,7 @@ def main() -> None:
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     log(f"done in {result['benchmark_s']:.0f} s")
     log("details: " + json.dumps(result, default=float))
-    keys = ("sgld_vs_blackjax", "sgld_vs_blackjax_whole_call", "nuts_vs_numpyro_ess_per_s",
+    keys = ("sgld_vs_blackjax", "sgld_vs_blackjax_whole_call", "family_ratios", "nuts_vs_numpyro_ess_per_s",
             "rss_growth_doubling_steps", "quick", "benchmark_s")
     print(json.dumps({k: result[k] for k in keys if k in result}, default=float))
 
