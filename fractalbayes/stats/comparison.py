@@ -1,7 +1,7 @@
 """How close is each sampler's weight distribution to a reference: one table, three views.
 
 Per arm against the reference run (Izmailov et al. 2021 for the function-space view):
-- chain health: min ESS bulk / tail, max R-hat (arviz-stats), diverging draws;
+- chain health: min ESS bulk / tail, max R-hat (arviz-stats), diverging draws, dropped chains;
 - weight space (flat unconstrained positions, each arm subsampled to ``max_draws`` with a recorded
   seed): sum of marginal Wasserstein-1 (arviz-stats, joint=False), sliced Wasserstein, RBF-MMD with
   a permutation p-value, KL between Gaussian fits, ArviZ's 1-nearest-neighbour KL;
@@ -10,6 +10,12 @@ Per arm against the reference run (Izmailov et al. 2021 for the function-space v
 - basin masses when both runs carry basin labels (the fractal sampler): KL / JS / Wasserstein.
 
 `compare_figures` draws the marginal overlays, a pair plot and basin-mass bars.
+
+Every view uses only each run's finite, never-diverged chains (``dropped_chains`` says how many
+were left out, with a warning); ``include_diverged=True`` keeps them all.
+
+Not ``arviz_stats.compare``: that ranks *models* by their expected log predictive density (LOO);
+this compares *samplers'* distributions on one model against a reference run.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fractalbayes.errors import InputError
 from fractalbayes.stats import metrics
+from fractalbayes.stats.diagnostics import healthy, summary
 from fractalbayes.model.predict import class_probabilities, predictive_samples
 from fractalbayes.engine.run import Run
 from fractalbayes.model.target import Target
@@ -33,10 +41,9 @@ def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) 
 
 
 def chain_health(run: Run) -> dict[str, float]:
-    """Min ESS bulk/tail and max R-hat over all posterior sites, and the count of diverging draws."""
-    from fractalbayes.stats.diagnostics import summary
-
-    table = summary({"run": run}, kind="diagnostics")
+    """Min ESS bulk/tail and max R-hat over all posterior sites, and the count of diverging draws
+    (of the chains given: `compare` passes the healthy ones)."""
+    table = summary({"run": run}, kind="diagnostics", include_diverged=True)
     return {
         "ess_bulk_min": float(table["ess_bulk"].min()),
         "ess_tail_min": float(table["ess_tail"].min()),
@@ -91,28 +98,35 @@ def compare(
     target: Target | None = None,
     max_draws: int = 1000,
     seed: int = 0,
+    include_diverged: bool = False,
 ) -> pd.DataFrame:
     """One row per arm: chain health, weight-space and function-space distances to `reference`.
 
     ``probe`` (inputs for the model's first data argument) enables the function-space columns; it
     needs the target, taken from the runs (``run.target``) or given. Draws are subsampled to
     ``max_draws`` per arm with ``seed`` (scipy's joint Wasserstein is too slow for defaults, so the
-    marginal and sliced versions are used).
+    marginal and sliced versions are used). Diverged or non-finite chains are left out of every
+    column (``dropped_chains`` counts them) unless ``include_diverged``.
+
+    Not ``arviz_stats.compare`` (which ranks models by LOO): this compares samplers of one model.
     """
     if reference not in runs:
-        raise ValueError(f"reference {reference!r} is not among the runs {sorted(runs)}")
+        raise InputError(f"reference {reference!r} is not among the runs {sorted(runs)}")
     fingerprints = {name: run.config.target.fingerprint for name, run in runs.items()}
     if len(set(fingerprints.values())) > 1:
-        raise ValueError(f"runs sample different targets (fingerprints {fingerprints}); compare runs of one target")
+        raise InputError(f"runs sample different targets (fingerprints {fingerprints}); compare runs of one target")
     target = target or runs[reference].target or next((r.target for r in runs.values() if r.target), None)
     if probe is not None and target is None:
-        raise ValueError("function-space comparison needs the target: pass target=... (runs loaded from disk carry none)")
+        raise InputError("function-space comparison needs the target: pass target=... (runs loaded from disk carry none)")
+    kept = {name: healthy(name, run, include_diverged) for name, run in runs.items()}
+    dropped = {name: d for name, (_, d) in kept.items()}
+    runs = {name: run for name, (run, _) in kept.items()}
     rng = np.random.default_rng(seed)
     draws = {name: _subsample(run.positions, max_draws, rng) for name, run in runs.items()}
     ref_masses = basin_masses(runs[reference])
     rows = {}
     for name, run in runs.items():
-        row = chain_health(run) | {"num_draws": run.num_chains * run.num_draws}
+        row = chain_health(run) | {"num_draws": run.num_chains * run.num_draws, "dropped_chains": dropped[name]}
         if name != reference:
             row |= weight_distances(draws[name], draws[reference], seed=seed)
             if probe is not None:
@@ -128,15 +142,17 @@ def compare(
 
 
 def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None, pair_arm: str | None = None,
-                    max_pair_dims: int = 4) -> dict[str, Any]:
+                    max_pair_dims: int = 4, include_diverged: bool = False) -> dict[str, Any]:
     """Figures of a comparison: marginal overlays of every arm (arviz-plots `plot_dist`), a pair plot
     of one arm's first few unconstrained coordinates (`plot_pair`) and, when runs carry basin labels,
-    basin-mass bars. Returns {name: PlotCollection or matplotlib Figure}; each has ``savefig``."""
+    basin-mass bars, from the healthy chains unless ``include_diverged``. Returns {name:
+    PlotCollection or matplotlib Figure}; each has ``savefig``."""
     import arviz_plots
     import matplotlib.pyplot as plt
     import xarray as xr
 
-    trees = {name: run.to_arviz() for name, run in runs.items()}
+    runs = {name: healthy(name, run, include_diverged)[0] for name, run in runs.items()}
+    trees = {name: run.to_arviz(log_likelihood=False) for name, run in runs.items()}
     names = var_names or [next(iter(next(iter(runs.values())).sites))]
     figures: dict[str, Any] = {"marginals": arviz_plots.plot_dist(trees, var_names=names)}
     arm = pair_arm or next(iter(runs))
