@@ -148,7 +148,7 @@ class LLCSettings:
             values[option.name] = checks.check(option.name, value, validate, ModelError)
         nbeta, rule = resolve_nbeta(values.pop("nbeta"), target)
         values["sampler_options"] = dict(values["sampler_options"] or {})
-        return cls(nbeta=nbeta, nbeta_rule=rule, **values, seed=checks.check("seed", seed, checks.integer(0), ModelError))
+        return cls(nbeta=nbeta, nbeta_rule=rule, **values, seed=checks.seed("seed", seed))
 
     @property
     def loss_kind(self) -> str:

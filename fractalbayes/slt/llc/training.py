@@ -89,7 +89,7 @@ def train(
     learning_rate: float = 1e-2,
     num_steps: int = 2000,
     schedule: str = "cosine",
-    seed: int = 0,
+    seed: int | jax.Array = 0,
     init: Any = None,
 ) -> tuple[np.ndarray, TrainInfo]:
     """Minimise the mean negative log-likelihood L_n with SGD or Adam (optax); the LLC's centre w*.
@@ -103,7 +103,7 @@ def train(
     schedule = checks.check("schedule", schedule, checks.choice(*TRAIN_SCHEDULES), ModelError)
     rate = checks.check("learning_rate", learning_rate, checks.positive(), ModelError)
     num_steps = checks.count("num_steps", num_steps, 1)
-    seed = checks.count("seed", seed, 0)
+    seed = checks.seed("seed", seed)
     init_key, key = jax.random.split(jax.random.key(seed))
     z0 = target.init_position(init_key) if init is None else target.flat_position(init, "init")
     z, losses, loss, grad_norm = _train_fn(target, optimizer, schedule)(
