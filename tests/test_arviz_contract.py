@@ -6,7 +6,10 @@ import arviz_plots
 import arviz_stats
 import matplotlib
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
+from numpyro import handlers
 
 import fractalbayes as fb
 
@@ -147,3 +150,37 @@ def test_saved_file_keeps_the_model_groups_for_arviz(runs, tmp_path):
     np.testing.assert_array_equal(tree["log_likelihood"]["y"].values, run.to_arviz()["log_likelihood"]["y"].values)
     with pytest.raises(fb.InputError, match="needs the model.*run.target"):
         fb.load_run(run.save(tmp_path / "bare.nc", log_likelihood=False)).to_arviz(log_likelihood=True)
+
+
+def masked_regression(x, mask, y=None):
+    w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with numpyro.plate("data", x.shape[0]), handlers.mask(mask=mask):
+        numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+
+
+def test_masked_observations_have_zero_log_likelihood_and_loo_runs_on_the_kept_ones():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    y = (x @ np.array([1.0, -0.5]) + 0.5 * rng.normal(size=40)).astype(np.float32)
+    mask = rng.random(40) < 0.7
+    target = fb.from_numpyro(masked_regression, x, mask, y)
+    run = fb.sample(target, "sgld", num_chains=2, num_samples=300, burn_in=300, step_size=1e-3, seed=5)
+    tree = run.to_arviz()
+    log_lik = tree["log_likelihood"]["y"].values
+    assert (log_lik[..., ~mask] == 0).all() and (log_lik[..., mask] < 0).all()
+    loo = arviz_stats.loo(tree.isel(y_dim_0=np.flatnonzero(mask)))
+    assert np.isfinite(loo.elpd) and loo.n_data_points == mask.sum()
+
+
+def test_a_model_the_log_likelihood_fails_on_still_converts(runs, monkeypatch):
+    from fractalbayes.engine import arviz_groups
+
+    def broken(run):
+        raise ValueError("no predictive for this site")
+
+    monkeypatch.setattr(arviz_groups, "log_likelihood", broken)
+    with pytest.warns(UserWarning, match="log_likelihood group is left out.*no predictive.*log_likelihood=True"):
+        tree = runs["sgld"].to_arviz()
+    assert "log_likelihood" not in tree.children and "posterior" in tree.children
+    with pytest.raises(ValueError, match="no predictive"):
+        runs["sgld"].to_arviz(log_likelihood=True)

@@ -181,6 +181,18 @@ class Run:
                 f"the group in it"
             )
 
+    def _from_model(self, compute, asked: bool | None, what: str) -> Any:
+        """``compute(self)``; on the default path (not asked for) a model it fails on leaves the
+        part out with a warning instead of failing the whole conversion."""
+        if asked:
+            return compute(self)
+        try:
+            return compute(self)
+        except Exception as error:  # any model construct: the DataTree is still useful without it
+            warnings.warn(f"{what} is left out of the DataTree ({type(error).__name__}: {error}); pass "
+                          f"log_likelihood=True to raise the error, or False to skip it quietly", stacklevel=3)
+            return None
+
     def to_arviz(self, *, log_likelihood: bool | None = None, posterior_predictive: bool = False) -> xr.DataTree:
         """The run as an ArviZ 1.x DataTree (see the module docstring for its groups).
 
@@ -202,14 +214,16 @@ class Run:
         unconstrained, dims = self._unconstrained_variables()
         stats = dict(self.stats)
         if "lp" not in stats and self.target is not None and want_ll:
-            lp = arviz_groups.tempered_lp(self)
+            lp = self._from_model(arviz_groups.tempered_lp, log_likelihood, "sample_stats.lp")
             if lp is not None:
                 stats["lp"] = lp
         groups = {"posterior": self.sites, "unconstrained_posterior": unconstrained, "sample_stats": stats}
         if self.observed:
             groups["observed_data"] = self.observed
         if want_ll and "log_likelihood" not in self.groups and self.target is not None and self.observed:
-            groups["log_likelihood"] = arviz_groups.log_likelihood(self)
+            values = self._from_model(arviz_groups.log_likelihood, log_likelihood, "the log_likelihood group")
+            if values is not None:
+                groups["log_likelihood"] = values
         if posterior_predictive and "posterior_predictive" not in self.groups:
             groups["posterior_predictive"] = arviz_groups.posterior_predictive(self)
         tree = from_dict(groups, dims=dims)
