@@ -40,16 +40,19 @@ from fractalbayes.samplers.sgld import STEP_OPTIONS, LangevinHyper, hyper
 class CVHyper(NamedTuple):
     langevin: LangevinHyper
     cv_center: Any = None
+    """A centre shared by every chain (given, or the localization centre), else None."""
+    cv_grad: Any = None
+    """grad L_n at the shared centre, computed once per run."""
 
 
 class CVState(NamedTuple):
     position: jax.Array
     center: jax.Array
     """The localization centre (see :mod:`fractalbayes.samplers.tempered`)."""
-    cv_center: jax.Array
-    """w_hat, the control variates' centre."""
-    cv_grad: jax.Array
-    """grad L_n(w_hat), the full-data gradient of the mean NLL at the centre."""
+    cv_center: jax.Array | None
+    """w_hat, this chain's control-variate centre (its start); None when the centre is shared."""
+    cv_grad: jax.Array | None
+    """grad L_n(w_hat), the full-data gradient of the mean NLL at the centre; None when shared."""
 
 
 def cv_gradient(target: Target, localized: bool) -> Callable:
@@ -75,13 +78,17 @@ def cv_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kern
 
     def init(position, key, hyper: CVHyper) -> CVState:
         center = position if hyper.langevin.center is None else hyper.langevin.center
-        cv_center = center if hyper.cv_center is None else hyper.cv_center
-        return CVState(position, center, cv_center, full_loss_grad(cv_center))
+        if hyper.cv_center is not None:
+            return CVState(position, center, None, None)
+        return CVState(position, center, position, full_loss_grad(position))
 
     def step(key, state: CVState, batch, i, hyper: CVHyper):
         h = hyper.langevin
-        (_, loss), grad = estimate(state.position, state.center, state.cv_center, state.cv_grad, batch,
-                                   h.nbeta, h.localization)
+        # A shared centre stays unbatched under the chains' vmap: its minibatch gradients then run
+        # with one set of weights for every chain's batch (one larger matmul instead of C small ones).
+        shared = hyper.cv_center is not None
+        cv_center, cv_grad = (hyper.cv_center, hyper.cv_grad) if shared else (state.cv_center, state.cv_grad)
+        (_, loss), grad = estimate(state.position, state.center, cv_center, cv_grad, batch, h.nbeta, h.localization)
         rate = schedules.rate_at(schedule, h.schedule, i)
         position = integrator(key, state.position, grad, rate, h.temperature)
         return state._replace(position=position), StepInfo(loss, tree_norm(grad), rate)
@@ -92,10 +99,13 @@ def cv_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kern
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, CVHyper]:
     kind, numbers = hyper("sgld_cv", target, opts, total_steps)
     given = opts["cv_center"]
-    cv_center = None if given is None else target.flat_position(given, "sgld_cv: cv_center")
+    cv_center = numbers.center if given is None else target.flat_position(given, "sgld_cv: cv_center")
     localized = numbers.localization > 0
     kernel = target.memo(("sgld_cv", kind, localized), lambda: cv_kernel(target, kind, localized))
-    return kernel, CVHyper(numbers, cv_center)
+    if cv_center is None:
+        return kernel, CVHyper(numbers)
+    full_loss_grad = target.memo("full_loss_grad", lambda: jax.jit(jax.grad(target.full_loss)))
+    return kernel, CVHyper(numbers, cv_center, full_loss_grad(cv_center))
 
 
 SPEC = register(SamplerSpec(
