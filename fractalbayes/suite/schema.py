@@ -43,6 +43,14 @@ STRINGS = checks.sequence_of(STRING, want="an array of strings")
 BOOLEAN = checks.kind(bool, want="true or false")
 TABLE = checks.kind(dict, want="a table")
 
+
+def _named(want: str) -> checks.Validator:
+    """A name checked elsewhere (by the registry or :mod:`fractalbayes.suite.resolve`)."""
+    validate = checks.kind(str, want=want)
+    validate.want = want
+    return validate
+
+
 SUITE_KEYS = (
     Option("name", None, STRING, "the suite's name (none: the file's name); an output folder belongs to one suite"),
     Option("description", "", STRING, "shown in the report"),
@@ -52,13 +60,13 @@ SUITE_KEYS = (
                                       "reference); they run in the order of [analyses.NAME] below"),
 )
 MODEL_KEYS = (
-    Option("name", REQUIRED, checks.anything, f"{resolve.allowed_forms('model')}"),
+    Option("name", REQUIRED, _named("a registered model or 'FILE.py:function'"), resolve.allowed_forms("model")),
     Option("options", {}, TABLE, "keyword arguments of the model, checked against its signature"),
     Option("batch_size", None, checks.integer(1), "minibatch size (none: full batch)"),
     Option("data_plate", None, STRING, "the data plate's name, when several plates hold every observed site"),
 )
 DATA_KEYS = (
-    Option("name", REQUIRED, checks.anything, resolve.allowed_forms("data")),
+    Option("name", REQUIRED, _named("a registered data set or 'FILE.py:function'"), resolve.allowed_forms("data")),
     Option("options", {}, TABLE, "keyword arguments of the loader, checked against its signature "
                                  "(the data's seed is the file's, default 0)"),
 )
@@ -81,7 +89,7 @@ RUN_SETTINGS = (
 """An arm's run settings: the keyword arguments of fb.sample a suite file may set (a sampler
 declares in its spec which it takes); the seed is the cell's."""
 ARM_KEYS = (
-    Option("sampler", REQUIRED, checks.anything, "a registered sampler (fb.SAMPLERS; options in docs/guide.md)"),
+    Option("sampler", REQUIRED, _named("a registered sampler"), "a name in fb.SAMPLERS (their options: docs/guide.md)"),
     *RUN_SETTINGS,
     Option("batch_size", None, checks.integer(1), "this arm's minibatch size (none: the model's)"),
     Option("options", {}, TABLE, "the sampler's options, checked against its spec, nested tables too"),
@@ -120,8 +128,10 @@ def toml_value(value: Any) -> str:
 
 
 def rows(options: Sequence[Option]) -> list[dict[str, str]]:
-    """Options as table rows: key, default, allowed values, meaning."""
-    return [{"key": o.name, "default": toml_value(o.default), "allowed": o.want, "meaning": o.doc} for o in options]
+    """Options as table rows: key, default, allowed values, meaning (a file leaves out what it does not
+    set, so an optional value's "None or" is not repeated)."""
+    return [{"key": o.name, "default": toml_value(o.default), "allowed": o.want.removeprefix("None or "),
+             "meaning": o.doc} for o in options]
 
 
 def describe() -> dict[str, dict[str, list[dict[str, str]]]]:
