@@ -1,7 +1,7 @@
 """The report of a suite's output folder, and the figures drawn for it.
 
-``write_report(out)`` reads what :mod:`fractalbayes.suite` wrote (index.json, suite.json, each cell's
-analyses.json and figures) and writes
+``write_report(out)`` reads what :mod:`fractalbayes.suite.runner` wrote (index.json, suite.json, each
+cell's analyses.json and figures) and writes
 
     report.html    one self-contained page: the cells and their status, a table per analysis across
                    cells, aggregates by grid value, scatter plots across cells, each cell's tables and
@@ -11,7 +11,8 @@ analyses.json and figures) and writes
     summary.md     the same tables in Markdown;
     figures/*.png  the figures drawn across cells.
 
-The figure helpers for one cell (loss traces, marginals, predictive maps) are called by the runner.
+The figures of one cell are drawn by the runner (:mod:`fractalbayes.suite.figures`); this module draws
+the figures across cells.
 """
 
 from __future__ import annotations
