@@ -105,8 +105,9 @@ def valid_docs(draw) -> dict:
     arms = {}
     for name in draw(st.lists(st.sampled_from(sorted(ARMS)), min_size=1, max_size=3, unique=True)):
         arm = {"sampler": name, "options": draw(ARMS[name])}
-        arm |= draw(st.fixed_dictionaries({}, optional={"num_chains": st.integers(1, 4), "num_samples": st.integers(1, 50),
-                                                        "burn_in": st.integers(1, 50), "thin": st.integers(1, 3)}))
+        settings = {"num_chains": st.integers(1, 4), "num_samples": st.integers(1, 50), "burn_in": st.integers(1, 50),
+                    "thin": st.integers(1, 3)}
+        arm |= draw(st.fixed_dictionaries({}, optional=settings))
         arms[name] = arm
     seeds = draw(st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True))
     doc = {"suite": {"name": "prop", "seeds": seeds}, "model": {"name": model},

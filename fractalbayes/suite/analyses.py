@@ -402,6 +402,8 @@ class Analysis:
     """A registered analysis: the function that runs it and its typed options."""
 
     run: Callable[[Context, dict], dict]
+    title: str
+    """The heading of its section in the report."""
     options: tuple[Option, ...]
     """Every option with its default (REQUIRED: none) and validator."""
     arm_options: tuple[str, ...] = ()
@@ -426,7 +428,8 @@ LLC_TRAJECTORY_OPTIONS = registry.replace_defaults(
 _FRACTAL = fractal_sampler.OPTIONS + fractal_sampler.BASIN_OPTIONS
 TEMPERING_TEST_OPTIONS = (
     _option("feature", _FRACTAL), _option("k", _FRACTAL), _option("k_range", _FRACTAL),
-    Option("lambdas", None, checks.optional(checks.sequence_of(checks.positive(), want="an array of LLCs, one per basin")),
+    Option("lambdas", None,
+           checks.optional(checks.sequence_of(checks.positive(), want="an array of LLCs, one per basin")),
            "the basins' LLCs; none: estimated at each basin's medoid"),
     _option("d_s", _FRACTAL),
     Option("masses", "count", checks.choice("count", "free_energy"),
@@ -445,29 +448,30 @@ TEMPERING_TEST_OPTIONS = (
 """fractal.tempering_test's settings (besides the runs), shared with the fractal sampler where they agree."""
 
 ANALYSES: dict[str, Analysis] = {
-    "predictive": Analysis(predictive, (
+    "predictive": Analysis(predictive, "Held-out predictions", (
         Option("max_draws", 200, checks.integer(1), "draws (subsampled over chains) in the mean predictive"),
     )),
-    "summary": Analysis(diagnostics, (
-        Option("var_names", None, checks.optional(checks.sequence_of(checks.kind(str, want="a site name"), want="an array of site names")),
+    "summary": Analysis(diagnostics, "Chain diagnostics", (
+        Option("var_names", None,
+               checks.optional(checks.sequence_of(checks.kind(str, want="a site name"), want="an array of site names")),
                "sites summarised; none: all"),
         Option("max_params", 2000, checks.integer(1), "skipped for models with more parameters"),
         Option("marginals", "auto", checks.kind(str, want="a site name or 'auto'"),
                "site of the marginals figure; 'auto': the last site with at most 16 entries"),
     )),
-    "compare": Analysis(comparison, (
+    "compare": Analysis(comparison, "Comparison with the reference", (
         Option("reference", None, checks.optional(ARM), "the reference arm; none: suite.reference"),
         Option("probe", "test", checks.choice("test", "train", "none"), "inputs of the function-space comparison"),
         Option("max_draws", 1000, checks.integer(1), "draws per arm compared"),
     ), arm_options=("reference",), needs_reference="reference"),
-    "llc": Analysis(local_learning_coefficient, (
+    "llc": Analysis(local_learning_coefficient, "Local learning coefficient", (
         Option("arms", None, checks.optional(ARMS), "arms whose chains are measured; none: the sgd arms"),
         Option("at", "final", checks.choice("final", "trajectory"),
                "at each chain's final position, or along its checkpoints"),
         Option("every", 1, checks.integer(1), "every k-th checkpoint from checkpoint_start (trajectory)"),
         Option("max_chains", 16, checks.integer(1), "chains measured per arm"),
     ) + LLC_TRAJECTORY_OPTIONS, arm_options=("arms",)),
-    "diffusion": Analysis(weight_diffusion, (
+    "diffusion": Analysis(weight_diffusion, "Weight diffusion", (
         Option("arms", None, checks.optional(ARMS), "arms analysed; none: the sgd, sgld and sghmc arms"),
         Option("t0", "checkpoint_start", checks.choice("checkpoint_start", also=checks.integer(0)),
                "origin of the displacement: the run's checkpoint_start or a step"),
@@ -481,17 +485,18 @@ ANALYSES: dict[str, Analysis] = {
         Option("use_llc", True, checks.kind(bool, want="true or false"),
                "take lambda_bar from the llc analysis when it ran"),
     ), arm_options=("arms",)),
-    "tempering": Analysis(tempering, (
+    "tempering": Analysis(tempering, "Tempering test", (
         Option("sgd", REQUIRED, ARMS, "the SGD arm(s) tested"),
         Option("posterior", None, checks.optional(ARM), "the posterior arm; none: suite.reference"),
         Option("posterior_from_sgd", None, checks.optional(ARM), "an arm sampled from the SGD basins (fractal)"),
     ) + TEMPERING_TEST_OPTIONS, arm_options=("sgd", "posterior", "posterior_from_sgd"), needs_reference="posterior"),
-    "lyapunov": Analysis(lyapunov, (
+    "lyapunov": Analysis(lyapunov, "Constant SGD vs the Lyapunov prediction", (
         Option("arm", REQUIRED, ARM, "the constant-rate SGD arm"),
         Option("reference", None, checks.optional(ARM), "a posterior arm compared too; none: suite.reference"),
     ), arm_options=("arm", "reference")),
-    "llc_truth": Analysis(llc_truth, (
-        Option("center", "train", checks.choice("train", "true"), "a minimiser trained by fb.llc.train, or the teacher"),
+    "llc_truth": Analysis(llc_truth, "LLC against the exact value", (
+        Option("center", "train", checks.choice("train", "true"),
+               "a minimiser trained by fb.llc.train, or the teacher"),
         *llc_settings.OPTIONS,
         Option("train_options", None, checks.optional(checks.kind(dict, want="a table of fb.llc.train options")),
                "options of fb.llc.train (center = 'train')"),

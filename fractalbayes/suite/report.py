@@ -39,12 +39,6 @@ from fractalbayes.errors import SuiteError  # noqa: E402
 from fractalbayes.suite.spec import short_names  # noqa: E402
 from fractalbayes.suite.store import plain, write_atomic, write_json  # noqa: E402
 
-TITLES = {
-    "predictive": "Held-out predictions", "summary": "Chain diagnostics", "compare": "Comparison with the reference",
-    "llc": "Local learning coefficient", "diffusion": "Weight diffusion", "tempering": "Tempering test",
-    "lyapunov": "Constant SGD vs the Lyapunov prediction", "llc_truth": "LLC against the exact value",
-}
-
 # --------------------------------------------------------------------------------------------------
 # Reading an output folder
 # --------------------------------------------------------------------------------------------------
@@ -346,7 +340,7 @@ def _analysis_sections(cells: list[CellResult], suite: dict, figures: dict[str, 
         names = [name, "predictive"] if name == "compare" and "predictive" in present else [name]
         frame = metrics_frame(cells, suite, names)
         extra = [figures["displacement"]] if name == "diffusion" and "displacement" in figures else []
-        sections.append((TITLES[name], frame, extra))
+        sections.append((ANALYSES[name].title, frame, extra))
     return sections
 
 

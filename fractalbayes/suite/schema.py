@@ -55,7 +55,8 @@ SUITE_KEYS = (
     Option("name", None, STRING, "the suite's name (none: the file's name); an output folder belongs to one suite"),
     Option("description", "", STRING, "shown in the report"),
     Option("seeds", [0], _seeds, "each cell is repeated per seed (the seed of every sampler and analysis)"),
-    Option("reference", None, STRING, "the arm that `compare` (and by default `tempering`, `lyapunov`) compares against"),
+    Option("reference", None, STRING,
+           "the arm that `compare` (and by default `tempering`, `lyapunov`) compares against"),
     Option("analyses", None, STRINGS, "the analyses to run (none: predictive and summary, plus compare with a "
                                       "reference); they run in the order of [analyses.NAME] below"),
 )

@@ -44,7 +44,8 @@ def like_default(default: Any) -> checks.Validator:
     non-literal default: anything)."""
     kinds = [(bool, lambda v: isinstance(v, bool), "true or false"), (int, checks.is_int, "an integer"),
              (float, checks.is_real, "a number"), (str, lambda v: isinstance(v, str), "a string"),
-             ((list, tuple), lambda v: isinstance(v, list), "an array"), (dict, lambda v: isinstance(v, dict), "a table")]
+             ((list, tuple), lambda v: isinstance(v, list), "an array"),
+             (dict, lambda v: isinstance(v, dict), "a table")]
     for kind, accepts, want in kinds:
         if isinstance(default, kind) and default is not REQUIRED:
             def validate(value, accepts=accepts, want=want):
@@ -135,7 +136,8 @@ def _check_arm(name: str, arm: Any, problems: Problems) -> None:
     arm = _table(arm, where, problems)
     sampler = arm.get("sampler")
     if not isinstance(sampler, str) or sampler not in registry.REGISTRY:
-        problems.add(f"{where}.sampler", f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(registry.REGISTRY))}")
+        problems.add(f"{where}.sampler",
+                     f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(registry.REGISTRY))}")
         return
     spec = registry.REGISTRY[sampler]
     settings = schema.arm_settings(spec)
