@@ -280,6 +280,10 @@ def test_dry_run_and_only_select_cells_and_write_nothing(tmp_path, capsys):
     assert [c.id for c in suite.cells("*0.02*")] == [CELLS[0]]
     assert cli.main(["run", str(path), "--out", str(out), "--only", "nothing-like-this"]) == 2
     assert "matches no cell" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["run", "quick", "--dry-run"]) == 0  # no --out needed to validate a shipped suite
+    printed = capsys.readouterr().out
+    assert "(no --out given)" in printed and "user code: none named" in printed
+    assert cli.main(["run", "quick"]) == 2 and "--out DIR is required" in capsys.readouterr().err
 
 
 def test_cells_expand_cases_grid_and_seeds_with_stable_hashes(tmp_path):
