@@ -50,6 +50,7 @@ __all__ = [
     "predict",
     "sample",
     "slt",
+    "stats",
     "summary",
     "tempering",
     "train",

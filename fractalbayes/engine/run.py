@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from fractalbayes.engine import arviz_groups
 from fractalbayes.engine.config import RunConfig
 from fractalbayes.errors import InputError, RunFileError
 
@@ -202,8 +203,6 @@ class Run:
         file that holds them.
         """
         from arviz_base import from_dict
-
-        from fractalbayes.engine import arviz_groups
 
         want_ll = self._log_likelihood_wanted(log_likelihood)
         if (log_likelihood or posterior_predictive) and self.target is None:
