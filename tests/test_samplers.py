@@ -29,6 +29,7 @@ def test_nuts_recovers_the_conjugate_posterior(conjugate, nuts_conjugate):
     assert np.linalg.norm(sample_cov(nuts_conjugate) - cov) / np.linalg.norm(cov) < 0.10
 
 
+@pytest.mark.slow
 def test_sgld_recovers_the_conjugate_posterior(conjugate):
     target, mean, cov = conjugate
     run = fb.sample(target, "sgld", num_chains=4, num_samples=4000, burn_in=2000, thin=5,
@@ -42,6 +43,7 @@ def test_sgld_recovers_the_conjugate_posterior(conjugate):
     assert np.linalg.norm(sample_cov(run) - cov) / np.linalg.norm(cov) < 0.20
 
 
+@pytest.mark.slow
 def test_constant_sgd_covariance_solves_the_discrete_lyapunov_equation(conjugate):
     target, _, _ = conjugate
     eta, batch = 0.05, 10
@@ -68,6 +70,7 @@ def test_constant_sgd_covariance_solves_the_discrete_lyapunov_equation(conjugate
     assert np.all(np.abs(draws.mean(0) - w_star) < 4 * np.sqrt(np.diag(lyapunov) / 4000))
 
 
+@pytest.mark.slow
 def test_logistic_regression_sgld_agrees_with_nuts(logistic):
     nuts = fb.sample(logistic, "nuts", num_chains=4, num_samples=1000, burn_in=500, seed=3)
     sgld = fb.sample(logistic, "sgld", num_chains=4, num_samples=4000, burn_in=2000, thin=5,
@@ -79,6 +82,7 @@ def test_logistic_regression_sgld_agrees_with_nuts(logistic):
         assert np.all(np.abs(m1 - m2) < 3.5 * np.hypot(e1, e2)), (site, m1, m2, e1, e2)
 
 
+@pytest.mark.slow
 def test_sghmc_targets_the_posterior_mean(conjugate):
     target, mean, cov = conjugate
     run = fb.sample(target, "sghmc", num_chains=4, num_samples=1000, burn_in=500, step_size=1e-3,
