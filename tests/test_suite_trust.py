@@ -5,13 +5,14 @@ no user code; a module file's function must give what it promises; sys.path is n
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from fractalbayes.errors import SuiteError
-from fractalbayes.suite import cli
+from fractalbayes.suite import cli, resolve
 from fractalbayes.suite import runner as suites
 
 SUITE = """\
@@ -189,3 +190,12 @@ name = "not-a-model"
     hash_before = suite.cells("good")[0].config_hash
     (folder / "user.py").write_text(USER_CODE + "\n# edited\n")
     assert suites.load_suite(path).cells("good")[0].config_hash != hash_before  # editing the file reruns its cells
+
+
+@pytest.mark.parametrize("name", ["a\x00b.py:points", "x" * 300 + ".py:points", "loop.py:points", "bad.py:points"])
+def test_unreadable_module_files_are_refused_with_a_reason(isolated, name):
+    folder, _, _ = isolated
+    (folder / "loop.py").symlink_to(folder / "loop.py")
+    (folder / "bad.py").write_text("def points(:\n")
+    with pytest.raises(resolve.Unresolvable, match=f"{re.escape(repr(name)[:20])}.*(cannot read|no module file|syntax)"):
+        resolve.locate("data", name, folder)

@@ -115,19 +115,24 @@ def locate(section: str, name: Any, folder: Path) -> Source:
     if relative.is_absolute() or match["path"].startswith("~"):
         raise Unresolvable(f"{name!r}: the module file must be given relative to the suite file's folder, "
                            f"not as an absolute path")
-    base = folder.resolve()
-    path = (base / relative).resolve()
-    if not path.is_relative_to(base):
-        raise Unresolvable(f"{name!r}: the module file must lie inside the suite file's folder {base}")
-    if any(path.is_relative_to(f) for f in _forbidden_folders()):
-        raise Unresolvable(f"{name!r}: {path} is part of the Python installation; name your own module file")
-    if not path.is_file():
-        raise Unresolvable(f"{name!r}: no module file {path}")
-    text = path.read_text()
     try:
+        base = folder.resolve()
+        path = (base / relative).resolve()
+        inside = path.is_relative_to(base)
+        installed = any(path.is_relative_to(f) for f in _forbidden_folders())
+        exists = inside and not installed and path.is_file()
+        text = path.read_text() if exists else ""
         module = ast.parse(text, filename=str(path))
     except SyntaxError as error:
         raise Unresolvable(f"{name!r}: {path}:{error.lineno}: syntax error: {error.msg}") from None
+    except (OSError, ValueError, RuntimeError, RecursionError, MemoryError) as error:
+        raise Unresolvable(f"{name!r}: cannot read the module file ({type(error).__name__}: {error})") from None
+    if not inside:
+        raise Unresolvable(f"{name!r}: the module file must lie inside the suite file's folder {base}")
+    if installed:
+        raise Unresolvable(f"{name!r}: {path} is part of the Python installation; name your own module file")
+    if not exists:
+        raise Unresolvable(f"{name!r}: no module file {path}")
     defined = {node.name: node for node in module.body if isinstance(node, ast.FunctionDef)}
     if function not in defined:
         listed = ", ".join(defined) or "none"
