@@ -35,9 +35,11 @@ from numpy.typing import ArrayLike
 
 from fractalbayes import checks
 from fractalbayes.errors import InputError
+from fractalbayes.slt.evidence import PermutationTest, permutation_test
 from fractalbayes.stats.metrics import as_masses, mass_divergences
 
-__all__ = ["TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks", "temper"]
+__all__ = ["PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks",
+           "permutation_test", "temper"]
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
