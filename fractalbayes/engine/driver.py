@@ -2,14 +2,21 @@
 
 Each step, every chain splits its own key into a minibatch key (indices by `randint`, gathered on
 device) and a kernel key. A chain whose position or loss turns non-finite keeps its last finite
-state and is flagged; the others carry on. Positions are recorded on a geometric grid of steps
-(memory O(K d), not O(steps d)) for the diffusion analysis, plus every step of an optional window.
+state and its step is recorded in ``diverged_at``; the others carry on. Positions are recorded on a
+geometric grid of steps (memory O(K d), not O(steps d)) for the diffusion analysis, plus every step
+of an optional window.
 
-`advance(carry, info, hyper, record_steps, num_steps, block_steps, blocks)` is one jitted
-`lax.scan` over a fixed number of blocks (draws per chunk), each block a `fori_loop` of at most
-`block_steps` steps with a traced trip count: sampling calls use `block_steps = thin`, so each
-block's scan output is a draw; burn-in calls use the same executable and ignore the outputs.
-Compiled functions are memoised on the target (they live as long as it does).
+`advance(carry, hyper, record_steps, num_steps, block_steps, blocks)` is one jitted `lax.scan` over
+a fixed number of blocks (draws per chunk), each block a `fori_loop` of at most `block_steps` steps
+with a traced trip count: sampling calls use `block_steps = thin`, so each block's scan outputs (the
+positions and the chosen fields of the last step's info) are a draw; burn-in calls use the same
+executable and ignore the outputs. Only the info fields asked for (``stats``) leave the step, so
+XLA drops the work behind the others (e.g. the gradient norm); the per-draw ``diverging`` and
+``frozen`` flags are derived from ``diverged_at`` after sampling (:func:`divergence_flags`).
+
+With a 1-D device mesh the same function runs under `jax.shard_map` with the chain axis split over
+the devices (every chain's arithmetic is unchanged, so the draws equal the single-device ones).
+Compiled functions are memoised on the target, keyed by kernel, stats and mesh.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fractalbayes.engine.devices import CHAIN_AXIS
 from fractalbayes.model.target import Target
 from fractalbayes.samplers.base import Kernel
 
@@ -50,7 +59,7 @@ def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_steps: jax.Array):
+def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: Any, record_steps: jax.Array):
     split = jax.vmap(lambda k: jax.random.split(k, 3))(carry.keys)
     keys, batch_keys, step_keys = split[:, 0], split[:, 1], split[:, 2]
     if kernel.full_batch or target.batch_size == target.n_data:
@@ -68,9 +77,6 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_
     alive = carry.diverged_at < 0
     states = _where_chain(finite & alive, new, carry.states)
     diverged_at = jnp.where(alive & ~finite, carry.step, carry.diverged_at)
-    # `diverging`: the kernel's own flag (NUTS) or this step left the finite set; `frozen`: from then on.
-    info = info._asdict() | {"diverging": getattr(info, "diverging", False) | (alive & ~finite),
-                             "frozen": diverged_at >= 0}
     step = carry.step + 1
     position = jax.vmap(kernel.position)(states)
 
@@ -80,32 +86,92 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: dict, record_
     return Carry(states, keys, step, record, carry.record_next + due, diverged_at), info
 
 
-def advance_fn(kernel: Kernel, target: Target):
-    return target.memo(("advance", kernel), lambda: _advance_fn(kernel, target))
+def info_fields(kernel: Kernel, target: Target, states: Any, hyper: Any) -> tuple[str, ...]:
+    """The names of the per-step info fields the kernel reports (traced once per kernel)."""
+    return target.memo(("info_fields", kernel), lambda: tuple(_info_shapes(kernel, target, states, hyper)))
 
 
-def _advance_fn(kernel: Kernel, target: Target):
+def _info_shapes(kernel: Kernel, target: Target, states: Any, hyper: Any) -> dict:
+    """Shapes of one vmapped step's info (evaluated abstractly: nothing runs)."""
+    chains = jax.tree.leaves(states)[0].shape[0]
+
+    def one(states, hyper):
+        keys = jax.random.split(jax.random.key(0), chains)
+        return jax.vmap(kernel.step, in_axes=(0, 0, None, None, None))(keys, states, target.data, 0, hyper)[1]
+
+    return jax.eval_shape(one, states, hyper)._asdict()
+
+
+def advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None = None):
+    """The jitted advance for this kernel, the info fields kept per draw and the device mesh."""
+    return target.memo(("advance", kernel, stats, mesh), lambda: _advance_fn(kernel, target, stats, mesh))
+
+
+def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None):
     """jit of: `num_steps` steps as len(blocks) blocks of at most `block_steps` steps each, returning
-    the positions and step info at the end of every block (scan outputs, so draws cost no copies).
+    the positions and the `stats` fields of the step info at the end of every block (scan outputs,
+    so draws cost no copies).
 
     Both counts are traced, so one executable serves burn-in (outputs ignored) and sampling
     (block_steps = thin: block b ends on a draw when it ran its steps).
     """
 
-    def advance(carry, info, hyper, record_steps, num_steps, block_steps, blocks):
-        def block(carry_info, b):
+    def advance(carry, hyper, record_steps, num_steps, block_steps, blocks):
+        shapes = _info_shapes(kernel, target, carry.states, hyper)
+        info0 = {k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in stats}
+
+        def body(_, carry_info):
+            carry, info = _one_step(kernel, target, carry_info[0], hyper, record_steps)
+            return carry, {k: getattr(info, k) for k in stats}
+
+        def block(carry, b):
             n = jnp.clip(num_steps - b * block_steps, 0, block_steps)
-            body = lambda _, ci: _one_step(kernel, target, ci[0], hyper, record_steps)  # noqa: E731
-            start = carry_info[0].step
-            carry, info = jax.lax.fori_loop(0, n, body, carry_info)
-            # a draw is `diverging` if its chain left the finite set at any step of its block
-            info = info | {"diverging": info["diverging"] | (carry.diverged_at >= start)}
-            return (carry, info), (jax.vmap(kernel.position)(carry.states), info)
+            carry, info = jax.lax.fori_loop(0, n, body, (carry, info0))
+            return carry, (jax.vmap(kernel.position)(carry.states), info)
 
-        (carry, info), outputs = jax.lax.scan(block, (carry, info), blocks)
-        return carry, info, outputs
+        return jax.lax.scan(block, carry, blocks)
 
-    return jax.jit(advance, donate_argnums=(0, 1))
+    if mesh is not None:
+        chain, replicated = P(CHAIN_AXIS), P()
+        carry_spec = Carry(chain, chain, replicated, P(None, CHAIN_AXIS), replicated, chain)
+        advance = jax.shard_map(
+            advance, mesh=mesh,
+            in_specs=(carry_spec, replicated, replicated, replicated, replicated, replicated),
+            out_specs=(carry_spec, (P(None, CHAIN_AXIS), P(None, CHAIN_AXIS))),
+            # the step counter and record index are computed alike on every device; the per-chain
+            # zeros that start the loop's info become per-device values inside it
+            check_vma=False,
+        )
+    return jax.jit(advance, donate_argnums=0)
+
+
+def shard_carry(carry: Carry, mesh: Mesh | None) -> Carry:
+    """Place the carry's chain axis over the mesh (a no-op without one)."""
+    if mesh is None:
+        return carry
+    chain, replicated = NamedSharding(mesh, P(CHAIN_AXIS)), NamedSharding(mesh, P())
+    record = NamedSharding(mesh, P(None, CHAIN_AXIS))
+    return Carry(jax.device_put(carry.states, chain), jax.device_put(carry.keys, chain),
+                 jax.device_put(carry.step, replicated), jax.device_put(carry.record, record),
+                 jax.device_put(carry.record_next, replicated), jax.device_put(carry.diverged_at, chain))
+
+
+def divergence_flags(diverged_at: np.ndarray, first_step: int, thin: int, num_draws: int,
+                     own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-draw (diverging, frozen), (chain, draw), from the step each chain left the finite set.
+
+    Draw d holds the state after the steps [first_step + d thin, first_step + (d + 1) thin): it is
+    ``diverging`` when its chain left the finite set at one of them (or the kernel flagged the step
+    itself, ``own``: NUTS's divergent transitions), ``frozen`` from that draw on (the chain repeats its
+    last finite state). A chain that diverged before ``first_step`` is frozen at every draw.
+    """
+    start = first_step + thin * np.arange(num_draws)
+    at = np.asarray(diverged_at)[:, None]
+    frozen = (at >= 0) & (at < start + thin)
+    diverging = frozen & (at >= start)
+    if own is not None:
+        diverging = diverging | np.asarray(own, bool)
+    return diverging, frozen
 
 
 def warmup_fn(kernel: Kernel, target: Target):
@@ -113,35 +179,11 @@ def warmup_fn(kernel: Kernel, target: Target):
     return target.memo(("warmup", kernel), lambda: jax.jit(jax.vmap(kernel.warmup, in_axes=(0, 0, None, None)), static_argnums=2))
 
 
-def _step_output_fn(kernel: Kernel, target: Target):
-    return target.memo(("step_output", kernel), lambda: _step_output(kernel, target))
-
-
-def _step_output(kernel: Kernel, target: Target):
-    """jit of one vmapped step's (positions, info), only ever shape-evaluated. Cached so that
-    eval_shape hits jit's trace cache instead of re-tracing the model on every run (~0.1 s)."""
-
-    def one(states, hyper):
-        keys = jax.random.split(jax.random.key(0), jax.tree.leaves(states)[0].shape[0])
-        new, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None, None))(keys, states, target.data, 0, hyper)
-        return jax.vmap(kernel.position)(new), info._asdict() | {"diverging": jnp.zeros(info.loss.shape, bool),
-                                                              "frozen": jnp.zeros(info.loss.shape, bool)}
-
-    return jax.jit(one)
-
-
-def initial_info(kernel: Kernel, target: Target, states, hyper) -> dict:
-    """Zeros shaped like one vmapped step's info (the loop carries the latest step's info)."""
-    shapes = jax.eval_shape(_step_output_fn(kernel, target), states, hyper)[1]
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-
 def compiled(target: Target, fn, *args) -> tuple[Any, float]:
-    """AOT-compile `fn` for these argument shapes once per target; (executable, seconds spent)."""
+    """AOT-compile `fn` for these argument shapes and shardings once per target; (executable, seconds)."""
     leaves, tree = jax.tree.flatten(args)
-    key = ("compiled", fn, tree, tuple((np.shape(x), str(jnp.result_type(x))) for x in leaves))
+    key = ("compiled", fn, tree, tuple((np.shape(x), str(jnp.result_type(x)), str(getattr(x, "sharding", None)))
+                                        for x in leaves))
     start, built = time.perf_counter(), []
     executable = target.memo(key, lambda: built.append(key) or fn.lower(*args).compile())
     return executable, time.perf_counter() - start if built else 0.0
-
-

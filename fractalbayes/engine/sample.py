@@ -10,16 +10,20 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions.transforms import IdentityTransform, IndependentTransform
 from tqdm.auto import tqdm
 
 from fractalbayes import checks
 from fractalbayes.engine.config import RunConfig, TargetInfo, package_versions
-from fractalbayes.engine.driver import Carry, advance_fn, compiled, geometric_steps, initial_info, warmup_fn
+from fractalbayes.engine import driver
+from fractalbayes.engine.devices import chain_mesh
+from fractalbayes.engine.driver import Carry, advance_fn, compiled, geometric_steps, warmup_fn
 from fractalbayes.engine.run import Run
 from fractalbayes.errors import ModelError, SamplerError
 from fractalbayes.model.target import Target
@@ -27,6 +31,10 @@ from fractalbayes.samplers import registry
 from fractalbayes.samplers.registry import SamplerSpec
 
 count = checks.count
+
+OPT_IN_STATS = ("grad_norm",)
+"""Per-draw statistics computed only when asked for (``stats="all"`` or by name): each costs a pass
+over the gradient at every step."""
 
 
 def target_info(target: Target) -> TargetInfo:
@@ -94,6 +102,8 @@ def sample(
     checkpoint_start: int | None = None,
     record_window: tuple[int, int] | None = None,
     progress: bool | None = None,
+    stats: str | tuple[str, ...] | None = None,
+    devices: int | list | None = None,
     **options: Any,
 ) -> Run:
     """Run `sampler` on `target` with vmapped chains and return a :class:`Run`.
@@ -108,18 +118,28 @@ def sample(
     settings a composite method sets itself, are an error before any work, and so are NumPyro's
     spellings (``num_warmup``, ``thinning``, ``rng_key``, ``progress_bar``: the error names ours).
     ``seed`` is an int or a JAX key (recorded as the int it maps to, see ``checks.seed``).
+
+    ``stats``: the kernel's per-step statistics kept per draw (``run.stats``): None keeps all but
+    the gradient norm (``OPT_IN_STATS``), ``"all"`` every one, or a tuple of names; XLA skips the
+    work behind the others. ``diverging`` and ``frozen`` are always there. ``devices``: None runs
+    every chain on the default device; an int k or a list of devices splits the chains evenly over
+    them (:mod:`fractalbayes.engine.devices`), with the same draws as on one device.
     """
     checks.refuse_numpyro_names(options)
     spec = registry.get(sampler)
     config = run_config(target, spec, options, num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
                         thin=thin, seed=seed, init=init, num_checkpoints=num_checkpoints,
                         checkpoint_start=checkpoint_start, record_window=record_window)
+    mesh = chain_mesh(devices, config.num_chains)
     if spec.run is not None:
+        if stats is not None or mesh is not None:
+            raise ModelError(f"the {spec.name!r} method sets its own statistics and devices; drop stats= and devices=")
         return spec.run(target, config, progress)
-    return run_kernel(target, spec, config, init, progress)
+    return run_kernel(target, spec, config, init, progress, stats=stats, mesh=mesh)
 
 
-def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, progress: bool | None) -> Run:
+def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, progress: bool | None, *,
+               stats: Any = None, mesh: Any = None) -> Run:
     """Drive a registered kernel with the validated settings (see :mod:`fractalbayes.engine.driver`)."""
     num_chains, num_samples, thin, burn_in = config.num_chains, config.num_samples, config.thin, config.burn_in
     main_steps = num_samples * thin
@@ -138,6 +158,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     positions0 = _initial_positions(target, init, num_chains, init_key)
     chain_keys = jax.random.split(chain_key, num_chains)
     states = jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper)
+    kept_stats = _stats_fields(stats, driver.info_fields(kernel, target, states, hyper))
     if kernel.warmup is not None:
         warm = warmup_fn(kernel, target)
         tic = time.perf_counter()
@@ -149,9 +170,9 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
     # about 20 progress updates; a power of two so that runs of similar length share executables
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
-    info = initial_info(kernel, target, states, hyper)
     record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
     carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
+    carry = driver.shard_carry(carry, mesh)
     record_dev = jnp.asarray(record_steps, jnp.int32)
     blocks = jnp.arange(draws_per_chunk, dtype=jnp.int32)
     show = progress if progress is not None else total_steps * num_chains >= 200_000
@@ -160,34 +181,43 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     chunk = draws_per_chunk * thin
     # (steps, steps per block): burn-in in blocks of ceil(steps / blocks), then draws every `thin`
     calls = [(n, -(-n // draws_per_chunk)) for n in (min(chunk, loop_burn - s) for s in range(0, loop_burn, chunk))]
+    first_draw_call = len(calls)
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
-    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target), carry, info, hyper, record_dev,
-                                              jnp.int32(0), jnp.int32(1), blocks)
-    draw_chunks, info_chunks = [], []
+    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh), carry, hyper,
+                                              record_dev, jnp.int32(0), jnp.int32(1), blocks)
+    outputs = []
     tic = time.perf_counter()
     for index, (num_steps, block_steps) in enumerate(calls):
-        carry, info, (positions, infos) = advance(carry, info, hyper, record_dev, jnp.int32(num_steps),
-                                                  jnp.int32(block_steps), blocks)
-        if index >= len(calls) - math.ceil(main_steps / chunk):
-            kept = num_steps // thin
-            draw_chunks.append(np.asarray(positions)[:kept])
-            info_chunks.append({k: np.asarray(v)[:kept] for k, v in infos.items()})
+        # dispatch is asynchronous: without a progress bar the host queues every chunk at once
+        carry, chunk_out = advance(carry, hyper, record_dev, jnp.int32(num_steps), jnp.int32(block_steps), blocks)
+        if index >= first_draw_call:
+            outputs.append((num_steps // thin, chunk_out))
+        if show:
+            jax.block_until_ready(carry.step)
         bar.update(num_steps)
+    positions = np.empty((num_chains, num_samples, target.dim), positions0.dtype)
+    stats_out = {k: np.empty((num_chains, num_samples), v.dtype) for k, v in outputs[0][1][1].items()}
+    done = 0
+    for kept, (draws, infos) in outputs:  # (block, chain, ...) chunks into (chain, draw, ...) arrays
+        positions[:, done:done + kept] = np.asarray(draws)[:kept].swapaxes(0, 1)
+        for k, v in infos.items():
+            stats_out[k][:, done:done + kept] = np.asarray(v)[:kept].T
+        done += kept
     bar.close()
-    jax.block_until_ready(carry)
+    diverged_at = np.asarray(carry.diverged_at, np.int64)
     timings["sampling_s"] = time.perf_counter() - tic
 
-    positions = np.concatenate(draw_chunks).swapaxes(0, 1)
-    stats = {k: np.concatenate([c[k] for c in info_chunks]).swapaxes(0, 1) for k in info_chunks[0]}
+    diverging, frozen = driver.divergence_flags(diverged_at, loop_burn, thin, num_samples, stats_out.get("diverging"))
+    stats_out |= {"diverging": diverging, "frozen": frozen}
     run = Run(
         sampler=spec.name,
         positions=positions,
-        sites=_constrain_draws(target, positions),
-        stats=stats,
+        sites=site_draws(target, positions),
+        stats=stats_out,
         checkpoints=np.asarray(carry.record).swapaxes(0, 1),
         checkpoint_steps=record_steps,
-        diverged_at=np.asarray(carry.diverged_at, np.int64),
+        diverged_at=diverged_at,
         observed=target.observed_data(),
         config=config,
         versions=package_versions(),
@@ -222,12 +252,92 @@ def _constrain_fn(target: Target):
     return target.memo("constrain", lambda: jax.jit(jax.vmap(target.constrain)))
 
 
-def _constrain_draws(target: Target, positions: np.ndarray) -> dict[str, np.ndarray]:
-    # `positions` is a (chain, draw) view of the contiguous (draw, chain) array the chunks were
-    # concatenated into: flattening in that order is free, flattening (chain, draw) copies every draw.
-    by_draw = positions.swapaxes(0, 1)
-    sites = _constrain_fn(target)(by_draw.reshape(-1, positions.shape[-1]))
-    return {k: np.asarray(v).reshape(by_draw.shape[:2] + v.shape[1:]).swapaxes(0, 1) for k, v in sites.items()}
+def _is_identity(transform: Any) -> bool:
+    while isinstance(transform, IndependentTransform):
+        transform = transform.base_transform
+    return isinstance(transform, IdentityTransform)
+
+
+def _identity_slices(target: Target) -> dict[str, tuple[int, int, tuple[int, ...]]] | None:
+    """{site: (start, stop, shape)} when constraining is only cutting z into the latent sites (every
+    transform the identity, no deterministic sites, each site a contiguous piece of z); else None."""
+
+    def build():
+        if target.deterministic_sites or not all(_is_identity(target._transforms[k]) for k in target.latent_sites):
+            return None
+        pieces = target._unravel(jnp.arange(target.dim, dtype=jnp.float32))
+        slices = {}
+        for name in target.latent_sites:
+            index = np.rint(np.asarray(pieces[name])).astype(np.int64)
+            start = int(index.min()) if index.size else 0
+            if not np.array_equal(index.reshape(-1), np.arange(start, start + index.size)):
+                return None
+            slices[name] = (start, start + index.size, tuple(index.shape))
+        return slices
+
+    return target.memo("identity_slices", build)
+
+
+class LazySites(Mapping):
+    """Constrained sites computed from the draws the first time any of them is read.
+
+    Reading ``run.sites`` costs one vmapped ``target.constrain`` over every draw; runs that never
+    look at the named sites (the LLC estimator reads only the loss) never pay it. Pickles, copies
+    and compares as the plain dict it computes.
+    """
+
+    def __init__(self, target: Target, positions: np.ndarray):
+        self._target, self._positions, self._sites = target, positions, None
+
+    def _value(self) -> dict[str, np.ndarray]:
+        if self._sites is None:
+            chains, draws, dim = self._positions.shape
+            sites = _constrain_fn(self._target)(self._positions.reshape(-1, dim))
+            self._sites = {k: np.asarray(v).reshape((chains, draws) + v.shape[1:]) for k, v in sites.items()}
+            self._target = self._positions = None
+        return self._sites
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._value()[key]
+
+    def __iter__(self):
+        return iter(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self) == other
+
+    def __reduce__(self):
+        return dict, (self._value(),)
+
+    def __repr__(self) -> str:
+        return f"LazySites({'computed' if self._sites is not None else 'not computed yet'})"
+
+
+def site_draws(target: Target, positions: np.ndarray) -> Mapping[str, np.ndarray]:
+    """The named NumPyro sites of (chain, draw, param) draws: views of ``positions`` when
+    constraining is only cutting z into sites (e.g. every weight of an MLP with Normal priors),
+    else :class:`LazySites` (constrained when first read)."""
+    slices = _identity_slices(target)
+    if slices is None:
+        return LazySites(target, positions)
+    lead = positions.shape[:2]
+    return {name: positions[..., a:b].reshape(lead + shape) for name, (a, b, shape) in slices.items()}
+
+
+def _stats_fields(stats: Any, available: tuple[str, ...]) -> tuple[str, ...]:
+    """The kernel info fields kept per draw: ``stats`` None (all but the gradient norm), "all", or
+    names. The kernel's own ``diverging`` flag (NUTS) is always kept."""
+    if stats is None:
+        chosen = tuple(k for k in available if k not in OPT_IN_STATS)
+    elif stats == "all":
+        chosen = available
+    else:
+        names = (stats,) if isinstance(stats, str) else stats
+        chosen = tuple(checks.check("stats", names, checks.sequence_of(checks.choice(*available, "all"))))
+    return tuple(k for k in available if k in chosen or k == "diverging")
 
 
 def _report_divergence(run: Run) -> None:

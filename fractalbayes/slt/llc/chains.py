@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,13 +60,14 @@ class _Chains:
 
 
 def _sample_chains(
-    target: Target, centers: np.ndarray, s: LLCSettings, progress: bool | None = None
+    target: Target, centers: np.ndarray, s: LLCSettings, progress: bool | None = None, devices: Any = None
 ) -> _Chains:
     """Chains started and localized at ``centers`` (C, d); per-chain lambda_hat by equation (1)."""
     # center=None in the core: each chain is localized at its own initial position, the given centre.
     run = sample(
         target, s.sampler, num_chains=len(centers), num_samples=s.num_draws, burn_in=s.burn_in,
-        thin=s.thin, seed=s.seed, init=centers, num_checkpoints=2, progress=progress, **s.sampler_kwargs(),
+        thin=s.thin, seed=s.seed, init=centers, num_checkpoints=2, progress=progress, devices=devices,
+        **s.sampler_kwargs(),
     )
     init_loss = _full_losses(target, centers)
     if s.full_loss_every is None:
