@@ -1,6 +1,6 @@
 """Command line: ``fractalbayes run``, ``report`` and ``demo``.
 
-    fractalbayes run SUITE.toml --out DIR [--only PATTERN] [--executor local]
+    fractalbayes run SUITE.toml --out DIR [--only PATTERN] [--executor local|ray [--address ADDR] [--num-gpus G]]
     fractalbayes run SUITE.toml [--out DIR] --dry-run [--only PATTERN]
     fractalbayes report DIR
     fractalbayes demo [--out DIR] [--seed N]
@@ -28,9 +28,9 @@ def _fail(error: SuiteError) -> int:
     return 2
 
 
-def _run_and_report(suite, out: str, only: str | None, executor: str) -> int:
+def _run_and_report(suite, out: str, only: str | None, executor: str, executor_options: dict | None = None) -> int:
     try:
-        cells = run_suite(suite, out, only=only, executor=executor, progress=True)
+        cells = run_suite(suite, out, only=only, executor=executor, progress=True, executor_options=executor_options)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cells are kept; rerun the same command to resume ({out}/index.json)",
               file=sys.stderr)
@@ -73,7 +73,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(suite, selected, args.out)
     try:
-        code = _run_and_report(suite, args.out, args.only, args.executor)
+        if args.executor != "ray" and (args.address is not None or args.num_gpus):
+            raise SuiteError("--address/--num-gpus", ["are options of --executor ray; add it or drop them"])
+        options = {"address": args.address, "num_gpus": args.num_gpus} if args.executor == "ray" else None
+        code = _run_and_report(suite, args.out, args.only, args.executor, options)
     except SuiteError as error:
         return _fail(error)
     if code != 130:
@@ -133,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dry-run", action="store_true",
                      help="validate, list the cells and what is done; run nothing, import no module file")
     run.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="where cells run (default: local)")
+    run.add_argument("--address", help="with --executor ray: the cluster to join ('auto', 'ray://HOST:10001'); "
+                                       "default: start a local Ray instance sized to this machine")
+    run.add_argument("--num-gpus", type=float, default=0, help="with --executor ray: GPUs per cell (default 0)")
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="write report.html, summary.json and summary.md for a run folder")

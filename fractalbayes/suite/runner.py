@@ -16,7 +16,8 @@ What a run writes under its output folder:
 A cell is built in a hidden staging folder (``cells/.<id>.partial-<pid>``) and renamed into place when
 complete, so an interrupted or killed run never leaves a partial cell under ``cells/<id>``; the next run
 removes stale staging folders, skips cells that are done with the same config hash, and runs the rest.
-Cells go through an executor, a function mapping cells to outcomes (only "local" exists today).
+Cells go through an executor, a function mapping cells to outcomes: "local" (this process) or "ray"
+(one Ray task per cell: fractalbayes.suite.ray_executor; ``executor_options`` such as ``address``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import traceback
 import warnings
@@ -182,7 +184,7 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
 # --------------------------------------------------------------------------------------------------
 
 
-STAGING = re.compile(r"^\..+\.partial-\d+$")
+STAGING = re.compile(r"^\..+\.partial-(.+-)?\d+$")
 
 
 def _remove_stale(out: Path) -> None:
@@ -257,12 +259,20 @@ def local_executor(cells: Sequence[Cell], work: Work, started: Callable[[Cell], 
         yield cell, work(cell)
 
 
-EXECUTORS: dict[str, Executor] = {"local": local_executor}
+def _ray(cells: Sequence[Cell], work: Work, started: Callable[[Cell], None], **options: Any) -> Iterator[tuple[Cell, dict]]:
+    """One Ray task per cell (fractalbayes.suite.ray_executor; Ray is imported only when used)."""
+    from fractalbayes.suite.ray_executor import ray_executor
+
+    return ray_executor(cells, work, started, **options)
+
+
+EXECUTORS: dict[str, Executor] = {"local": local_executor, "ray": _ray}
 
 
 def _staged(out: Path, progress: bool) -> Work:
     def work(cell: Cell) -> dict:
-        staging = out / "cells" / f".{cell.id}.partial-{os.getpid()}"
+        # host and pid: workers of a Ray cluster on a shared file system never share a staging name
+        staging = out / "cells" / f".{cell.id}.partial-{socket.gethostname()}-{os.getpid()}"
         final = out / "cells" / cell.id
         try:
             outcome = run_cell(cell, staging, progress=progress)
@@ -331,6 +341,7 @@ def run_suite(
     only: str | None = None,
     executor: str = "local",
     progress: bool = True,
+    executor_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the suite's cells (those matching ``only``) into ``out``; returns the index's cells.
 
@@ -366,7 +377,8 @@ def run_suite(
             index.start(cell)
 
         try:
-            for cell, outcome in EXECUTORS[executor](todo, _staged(out, progress), started):
+            cells = EXECUTORS[executor](todo, _staged(out, progress), started, **(executor_options or {}))
+            for cell, outcome in cells:
                 running.remove(cell)
                 index.update(cell, **outcome, finished=_now(), seconds=time.perf_counter() - begun.pop(cell.id))
                 bar.update()
