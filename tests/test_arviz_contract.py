@@ -15,12 +15,13 @@ import fractalbayes as fb
 
 matplotlib.use("Agg")
 
-FRACTAL = dict(
-    num_chains=4, num_samples=100, burn_in=100, step_size=1e-4, d_s=1.0, gamma_eff=200.0,
-    sgd={"num_chains": 8, "burn_in": 1000, "num_samples": 5, "thin": 5, "learning_rate": 0.01},
-    llc={"nbeta": 200.0, "step_size": 1e-4, "localization": 1.0, "num_chains": 2, "num_draws": 500, "burn_in": 100},
-    basins={"feature": "weights", "k": 2},
-)
+FRACTAL = {
+    "num_chains": 4, "num_samples": 100, "burn_in": 100, "step_size": 1e-4, "d_s": 1.0, "gamma_eff": 200.0,
+    "sgd": {"num_chains": 8, "burn_in": 1000, "num_samples": 5, "thin": 5, "learning_rate": 0.01},
+    "llc": {"nbeta": 200.0, "step_size": 1e-4, "localization": 1.0, "num_chains": 2, "num_draws": 500, "burn_in": 100},
+    "basins": {"feature": "weights", "k": 2},
+}
+"""A cheap fractal run on the conjugate target: 8 SGD nets split into 2 weight-space basins."""
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ class Run:
                 finite &= np.isfinite(value).reshape(self.num_chains, -1).all(axis=1)
         return finite & ~self.diverged
 
-    def select_chains(self, keep: np.ndarray) -> "Run":
+    def select_chains(self, keep: np.ndarray) -> Run:
         """The same run restricted to the chains where ``keep`` (chain,) is True."""
         keep = np.asarray(keep, bool)
         index = np.flatnonzero(keep)
@@ -189,7 +189,7 @@ class Run:
             return compute(self)
         try:
             return compute(self)
-        except Exception as error:  # any model construct: the DataTree is still useful without it
+        except Exception as error:  # noqa: BLE001  (any model construct: the DataTree is useful without it)
             warnings.warn(f"{what} is left out of the DataTree ({type(error).__name__}: {error}); pass "
                           f"log_likelihood=True to raise the error, or False to skip it quietly", stacklevel=3)
             return None
@@ -249,7 +249,7 @@ class Run:
         return tree
 
     @classmethod
-    def from_arviz(cls, tree: xr.DataTree) -> "Run":
+    def from_arviz(cls, tree: xr.DataTree) -> Run:
         """Rebuild a Run from the DataTree written by :meth:`to_arviz` (format 1 or 2)."""
         if META_KEY not in tree.attrs:
             raise RunFileError(
@@ -268,7 +268,7 @@ class Run:
         if version > FORMAT_VERSION:
             raise RunFileError(f"run-file format version {version} is newer than this fractalbayes reads "
                                f"(up to {FORMAT_VERSION}): upgrade fractalbayes to load it")
-        variables = lambda group: {  # noqa: E731
+        variables = lambda group: {
             k: np.asarray(v.values) for k, v in tree[group].to_dataset().data_vars.items()
         } if group in tree.children else {}
         checkpoints = tree["checkpoints"].to_dataset()

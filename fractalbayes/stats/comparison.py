@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fractalbayes.engine.run import Run
 from fractalbayes.errors import InputError
+from fractalbayes.model.predict import class_probabilities, predictive_samples
+from fractalbayes.model.target import Target
 from fractalbayes.stats import metrics
 from fractalbayes.stats.diagnostics import healthy, summary
-from fractalbayes.model.predict import class_probabilities, predictive_samples
-from fractalbayes.engine.run import Run
-from fractalbayes.model.target import Target
 
 
 def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) -> np.ndarray:
