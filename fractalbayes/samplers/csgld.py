@@ -40,6 +40,7 @@ from fractalbayes.samplers.base import Kernel, tree_norm
 from fractalbayes.samplers.gradients import tempered_log_density, tempered_log_density_and_grad
 from fractalbayes.samplers.registry import Option, SamplerSpec, register
 from fractalbayes.samplers.sgld import STEP_OPTIONS, LangevinHyper, hyper
+from fractalbayes.samplers.sgld_cv import local_center
 
 
 class CSGLDHyper(NamedTuple):
@@ -53,7 +54,8 @@ class CSGLDHyper(NamedTuple):
 class CSGLDChainState(NamedTuple):
     csgld: csgld.ContourSGLDState
     """BlackJAX's (position, energy_pdf theta, energy_idx J)."""
-    center: jax.Array
+    center: jax.Array | None
+    """The localization centre; None when the kernel is not localized."""
 
 
 class CSGLDInfo(NamedTuple):
@@ -84,8 +86,7 @@ def csgld_kernel(target: Target, schedule: str | Callable, localized: bool, num_
     density = tempered_log_density(target, localized)
 
     def init(position, key, hyper: CSGLDHyper) -> CSGLDChainState:
-        center = position if hyper.langevin.center is None else hyper.langevin.center
-        return CSGLDChainState(csgld.init(position, num_partitions), center)
+        return CSGLDChainState(csgld.init(position, num_partitions), local_center(position, hyper.langevin, localized))
 
     def step(key, state: CSGLDChainState, batch, i, hyper: CSGLDHyper):
         h = hyper.langevin

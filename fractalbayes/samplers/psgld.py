@@ -34,6 +34,7 @@ from fractalbayes.samplers.base import Kernel, tree_norm
 from fractalbayes.samplers.gradients import tempered_log_density_and_grad
 from fractalbayes.samplers.registry import Option, SamplerSpec, register
 from fractalbayes.samplers.sgld import STEP_OPTIONS, LangevinHyper, hyper
+from fractalbayes.samplers.sgld_cv import local_center
 
 
 class PSGLDHyper(NamedTuple):
@@ -44,7 +45,8 @@ class PSGLDHyper(NamedTuple):
 
 class PSGLDState(NamedTuple):
     position: jax.Array
-    center: jax.Array
+    center: jax.Array | None
+    """The localization centre; None when the kernel is not localized."""
     square_avg: jax.Array
     """V: the exponential moving average of g * g (without bias correction)."""
 
@@ -67,11 +69,6 @@ def _decay(value) -> float:
 _decay.want = "a number in [0, 1)"
 
 
-def init(position, key, hyper: PSGLDHyper) -> PSGLDState:
-    center = position if hyper.langevin.center is None else hyper.langevin.center
-    return PSGLDState(position, center, jnp.zeros_like(position))
-
-
 def preconditioner(square_avg: jax.Array, step: jax.Array, decay, epsilon) -> jax.Array:
     """G = 1 / (epsilon + sqrt(V / (1 - decay^step))) after ``step`` >= 1 updates of V."""
     return 1.0 / (epsilon + jnp.sqrt(square_avg / (1.0 - decay ** step)))
@@ -80,6 +77,9 @@ def preconditioner(square_avg: jax.Array, step: jax.Array, decay, epsilon) -> ja
 def psgld_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kernel:
     grad_fn = tempered_log_density_and_grad(target, localized)
     integrator = diffusions.overdamped_langevin()
+
+    def init(position, key, hyper: PSGLDHyper) -> PSGLDState:
+        return PSGLDState(position, local_center(position, hyper.langevin, localized), jnp.zeros_like(position))
 
     def step(key, state: PSGLDState, batch, i, hyper: PSGLDHyper):
         h = hyper.langevin

@@ -47,12 +47,21 @@ class CVHyper(NamedTuple):
 
 class CVState(NamedTuple):
     position: jax.Array
-    center: jax.Array
-    """The localization centre (see :mod:`fractalbayes.samplers.tempered`)."""
+    center: jax.Array | None
+    """The localization centre (see :mod:`fractalbayes.samplers.tempered`); None when not localized."""
     cv_center: jax.Array | None
     """w_hat, this chain's control-variate centre (its start); None when the centre is shared."""
     cv_grad: jax.Array | None
     """grad L_n(w_hat), the full-data gradient of the mean NLL at the centre; None when shared."""
+
+
+def local_center(position: jax.Array, numbers: LangevinHyper, localized: bool) -> jax.Array | None:
+    """The chain's localization centre (the given one, else its start), or None when the kernel is
+    not localized: the tempered density then never reads it, and a carried copy per chain would
+    cost a select per step in the driver (~O(d) memory traffic)."""
+    if not localized:
+        return None
+    return position if numbers.center is None else numbers.center
 
 
 def cv_gradient(target: Target, localized: bool) -> Callable:
@@ -77,7 +86,7 @@ def cv_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kern
     integrator = diffusions.overdamped_langevin()
 
     def init(position, key, hyper: CVHyper) -> CVState:
-        center = position if hyper.langevin.center is None else hyper.langevin.center
+        center = local_center(position, hyper.langevin, localized)
         if hyper.cv_center is not None:
             return CVState(position, center, None, None)
         return CVState(position, center, position, full_loss_grad(position))

@@ -30,6 +30,7 @@ from fractalbayes.samplers.base import Kernel, tree_norm
 from fractalbayes.samplers.gradients import tempered_log_density_and_grad
 from fractalbayes.samplers.registry import Option, SamplerSpec, register
 from fractalbayes.samplers.sgld import STEP_OPTIONS, LangevinHyper, hyper
+from fractalbayes.samplers.sgld_cv import local_center
 
 
 class SGNHTHyper(NamedTuple):
@@ -42,7 +43,8 @@ class SGNHTHyper(NamedTuple):
 class SGNHTChainState(NamedTuple):
     sgnht: sgnht.SGNHTState
     """BlackJAX's (position, momentum, xi)."""
-    center: jax.Array
+    center: jax.Array | None
+    """The localization centre; None when the kernel is not localized (nothing to carry)."""
 
 
 class SGNHTInfo(NamedTuple):
@@ -55,13 +57,11 @@ class SGNHTInfo(NamedTuple):
     """p.p / d after the step: its mean over draws is the temperature T at stationarity."""
 
 
-def init(position, key, hyper: SGNHTHyper) -> SGNHTChainState:
-    center = position if hyper.langevin.center is None else hyper.langevin.center
-    return SGNHTChainState(sgnht.init(position, key, hyper.init_xi), center)
-
-
 def sgnht_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kernel:
     grad_fn = tempered_log_density_and_grad(target, localized)
+
+    def init(position, key, hyper: SGNHTHyper) -> SGNHTChainState:
+        return SGNHTChainState(sgnht.init(position, key, hyper.init_xi), local_center(position, hyper.langevin, localized))
 
     def step(key, state: SGNHTChainState, batch, i, hyper: SGNHTHyper):
         h = hyper.langevin
