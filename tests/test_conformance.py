@@ -234,3 +234,103 @@ def test_minibatching_is_allowed_or_refused_by_site(name, targets):
     else:
         with pytest.raises(fb.ModelError, match="cannot be minibatched: site"):
             target.with_batch_size(5)
+
+
+# --- NUTS against NumPyro's NUTS --------------------------------------------------------------
+
+CHAINS, WARMUP, DRAWS = 4, 500, 500
+PROBE = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.5, -2.0]], np.float32)
+
+
+def _quantities(name: str, target, sites: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What to compare, each (chain, draw): latent sites' elements, or for the MLP and DLN (whose
+    weights are identified only up to permutations and signs) functions of the weights."""
+    if name == "mlp":
+        flat = jax.vmap(jax.vmap(target.unconstrain))({k: jnp.asarray(v) for k, v in sites.items()})
+        probs = fb.predict.class_probabilities(target, np.asarray(flat), PROBE)[..., 1]
+        return {f"p(y=1|probe{i})": probs[..., i] for i in range(len(PROBE))}
+    if name == "dln":
+        product = np.einsum("cdij,cdjk->cdik", sites["w0"], sites["w1"])
+        return {f"(W0 W1)[{i},{j}]": product[..., i, j] for i in range(2) for j in range(2)}
+    out = {}
+    for site in target.latent_sites:
+        value = np.asarray(sites[site]).reshape(*np.shape(sites[site])[:2], -1)
+        for i in range(value.shape[-1]):
+            if np.std(value[..., i]) > 1e-6:  # constant elements (the LKJ factor's diagonal corner, zeros)
+                out[f"{site}[{i}]"] = value[..., i]
+    return out
+
+
+def _numpyro_nuts(case: Case) -> dict[str, np.ndarray]:
+    mcmc = MCMC(NUTS(case.reference or case.model), num_warmup=WARMUP, num_samples=DRAWS, num_chains=CHAINS,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.key(11), *case.args, **case.kwargs)
+    return {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in CASES if n != "eight_schools_centred"])
+def test_nuts_matches_numpyro_nuts(name, targets):
+    case, target = CASES[name], targets[name]
+    ours = _quantities(name, target, fb.sample(target, "nuts", num_chains=CHAINS, num_samples=DRAWS,
+                                               burn_in=WARMUP, seed=5, progress=False).sites)
+    theirs = _quantities(name, target, _numpyro_nuts(case))
+    assert set(ours) == set(theirs) and ours
+    for q in ours:
+        a, b = ours[q], theirs[q]
+        # Monte Carlo standard errors from each sampler's own ESS (ArviZ): for a mean sd^2 / ESS; for
+        # an sd, by the delta method on the sample variance, sd^2 (kurtosis - 1) / (4 ESS_sd). The two
+        # runs are independent, so the difference has the summed variance; 5 standard errors keeps the
+        # family-wise false-alarm rate over the ~150 comparisons of this test below 1e-4.
+        ess_a, ess_b = (float(array_stats.ess(x, method="mean")) for x in (a, b))
+        se_mean = np.sqrt(a.var() / ess_a + b.var() / ess_b)
+        assert abs(a.mean() - b.mean()) <= 5 * se_mean, (name, q, a.mean(), b.mean(), se_mean)
+        kurt = [np.mean((x - x.mean()) ** 4) / x.var() ** 2 for x in (a, b)]
+        ess_sd = [float(array_stats.ess(x, method="sd")) for x in (a, b)]
+        se_sd = np.sqrt(sum(x.var() * (k - 1) / (4 * e) for x, k, e in zip((a, b), kurt, ess_sd)))
+        assert abs(a.std() - b.std()) <= 5 * se_sd, (name, q, a.std(), b.std(), se_sd)
+
+
+# --- what cannot be minibatched is named ----------------------------------------------------
+
+
+def coupled(x, y):
+    w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    numpyro.factor("coupling", -0.5 * jnp.sum(x @ w) ** 2)  # one term over all examples
+    numpyro.factor("size_penalty", -0.01 * x.shape[0] * jnp.sum(w**2))  # depends on n only
+    numpyro.factor("ridge", -0.5 * jnp.sum(w**2))  # data-free: fine on minibatches
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, 1.0), obs=y)
+
+
+def data_scaled_prior(x, y):
+    w = numpyro.sample("w", dist.Normal(0.0, jnp.std(y)).expand([x.shape[1]]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, 1.0), obs=y)
+
+
+def test_data_dependent_terms_outside_the_plate_are_named():
+    target = fb.from_numpyro(coupled, X40, Y40)
+    assert set(target.minibatch_blockers) == {"factor 'coupling'", "factor 'size_penalty'"}
+    assert "data's values" in target.minibatch_blockers["factor 'coupling'"]
+    assert "number of rows" in target.minibatch_blockers["factor 'size_penalty'"]
+    with pytest.raises(fb.ModelError, match=r"batch_size=8 asks for minibatches .* factor 'coupling'"):
+        fb.from_numpyro(coupled, X40, Y40, batch_size=8)
+    assert set(fb.from_numpyro(data_scaled_prior, X40, Y40).minibatch_blockers) == {"site 'w'"}
+
+
+def test_noncentred_eight_schools_samples_full_batch_and_refuses_minibatches(targets):
+    target = targets["eight_schools_noncentred"]
+    run = fb.sample(target, "sgld", num_chains=2, num_samples=20, burn_in=20, step_size=1e-3, progress=False)
+    assert run.sites["theta_trans"].shape == (2, 20, 8) and run.sites["theta"].shape == (2, 20, 8)
+    with pytest.raises(fb.ModelError, match=r"site 'theta_trans': its shape follows the number of examples"):
+        fb.from_numpyro(eight_schools_noncentred, SIGMA8, Y8, batch_size=4)
+    assert "latent inside the data plate" in targets["eight_schools_centred"].minibatch_blockers["site 'theta'"]
+
+
+def test_scale_handler_halves_the_loss():
+    plain = fb.from_numpyro(fb.models.logistic_regression, XL, YL)
+    scaled = fb.from_numpyro(_scaled_logistic, XL, YL)
+    z = jnp.array([0.3, -0.4, 0.1])
+    np.testing.assert_allclose(scaled.full_loss(z), 0.5 * plain.full_loss(z), rtol=1e-6)
+    np.testing.assert_allclose(scaled.log_prior(z), 0.5 * plain.log_prior(z), rtol=1e-6)

@@ -380,8 +380,8 @@ def _minibatch_blockers(target: Target, trace: dict) -> dict[str, str]:
     for k in target.latent_sites:
         full, part = tuple(np.shape(trace[k]["value"])), tuple(np.shape(small_trace[k]["value"]))
         if full != part:
-            blockers[f"site {k!r}"] = (f"its shape follows the number of examples ({full} with all {n} rows, "
-                                       f"{part} with {rows})")
+            blockers.setdefault(f"site {k!r}", f"its shape follows the number of examples ({full} with all "
+                                               f"{n} rows, {part} with {rows})")
     if blockers:
         return blockers
     z = target.init_position(jax.random.key(0))
