@@ -1,0 +1,71 @@
+"""The driver's outputs: statistics only when asked for, sites without a constraining pass when
+constraining is only reshaping, lazily otherwise, and the same draws either way."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import fractalbayes as fb
+from fractalbayes.engine.sample import LazySites, _constrain_fn
+
+
+@pytest.fixture(scope="module")
+def positive_scale():
+    """A model with a constrained site (a HalfNormal noise scale): its sites need the transform."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(x, y=None):
+        w = numpyro.sample("w", dist.Normal(0, 1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(w * x, sigma), obs=y)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50).astype(np.float32)
+    return fb.from_numpyro(model, x, (0.5 * x + rng.normal(size=50)).astype(np.float32), batch_size=10)
+
+
+def test_grad_norm_only_when_asked(logistic):
+    kw = dict(num_chains=2, num_samples=20, burn_in=10, step_size=1e-3, seed=4)
+    default = fb.sample(logistic, "sgld", **kw)
+    every = fb.sample(logistic, "sgld", stats="all", **kw)
+    named = fb.sample(logistic, "sgld", stats=("loss",), **kw)
+    assert set(default.stats) == {"loss", "step_size", "diverging", "frozen"}
+    assert set(every.stats) == set(default.stats) | {"grad_norm"}
+    assert set(named.stats) == {"loss", "diverging", "frozen"}
+    # the statistics kept do not change the draws
+    np.testing.assert_array_equal(default.positions, every.positions)
+    np.testing.assert_array_equal(default.positions, named.positions)
+    np.testing.assert_array_equal(default.stats["loss"], every.stats["loss"])
+    assert np.all(every.stats["grad_norm"] > 0)
+    with pytest.raises(fb.InputError, match="stats"):
+        fb.sample(logistic, "sgld", stats=("gradnorm",), **kw)
+
+
+def test_reshaped_sites_are_views_of_the_draws(logistic):
+    run = fb.sample(logistic, "sgld", num_chains=2, num_samples=20, burn_in=10, step_size=1e-3, seed=4)
+    assert type(run.sites) is dict
+    for value in run.sites.values():
+        assert np.shares_memory(value, run.positions)
+    reference = _constrain_fn(logistic)(run.positions.reshape(-1, logistic.dim))
+    for name, value in reference.items():
+        np.testing.assert_array_equal(run.sites[name], np.asarray(value).reshape(run.sites[name].shape))
+
+
+def test_constrained_sites_are_computed_when_read(positive_scale, tmp_path):
+    run = fb.sample(positive_scale, "sgld", num_chains=2, num_samples=30, burn_in=10, step_size=1e-3, seed=2)
+    assert isinstance(run.sites, LazySites) and "not computed" in repr(run.sites)
+    sigma = run.sites["sigma"]
+    assert sigma.shape == (2, 30) and np.all(sigma > 0) and "computed" in repr(run.sites)
+    # the unconstrained coordinate of sigma is its log: exp(z) is the site
+    layout = run.site_layout()
+    index = list(layout).index("sigma")
+    np.testing.assert_allclose(sigma, np.exp(run.positions[..., index]), rtol=1e-6)
+    copied = pickle.loads(pickle.dumps(run.sites))
+    assert type(copied) is dict and set(copied) == set(run.sites)
+    np.testing.assert_array_equal(copied["sigma"], sigma)
+    loaded = fb.load_run(run.save(tmp_path / "run.nc"))
+    np.testing.assert_array_equal(loaded.sites["sigma"], sigma)
+    np.testing.assert_array_equal(loaded.positions, run.positions)
