@@ -336,7 +336,7 @@ def _stats_fields(stats: Any, available: tuple[str, ...]) -> tuple[str, ...]:
         chosen = available
     else:
         names = (stats,) if isinstance(stats, str) else stats
-        chosen = tuple(checks.check("stats", names, checks.sequence_of(checks.choice(*available, "all"))))
+        chosen = tuple(checks.check("stats", names, checks.sequence_of(checks.choice(*available))))
     return tuple(k for k in available if k in chosen or k == "diverging")
 
 
