@@ -337,3 +337,13 @@ def test_scale_handler_halves_the_loss():
     z = jnp.array([0.3, -0.4, 0.1])
     np.testing.assert_allclose(scaled.full_loss(z), 0.5 * plain.full_loss(z), rtol=1e-6)
     np.testing.assert_allclose(scaled.log_prior(z), 0.5 * plain.log_prior(z), rtol=1e-6)
+
+
+def test_param_sites_are_refused_by_name():
+    def with_param(x, y):
+        w = numpyro.param("w", jnp.zeros(x.shape[1]))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(x @ w, 1.0), obs=y)
+
+    with pytest.raises(fb.ModelError, match=r"site\(s\) \['w'\] are numpyro.param"):
+        fb.from_numpyro(with_param, X40, Y40)

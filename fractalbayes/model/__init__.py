@@ -1,6 +1,6 @@
 """Layer 1, the model: a NumPyro model and its data become a flat unconstrained `Target`.
 
-`target` (NumPyro -> Target), `zoo` (the models the toolkit ships), `data` (offline data sets) and
+`target` (NumPyro -> Target), `inputs` (the model's arguments named and checked at the door), `zoo` (the models the toolkit ships), `data` (offline data sets) and
 `predict` (function-space outputs of a Target at given positions). Imports nothing above it.
 """
 

@@ -415,7 +415,8 @@ def from_numpyro(
 
     Raises :class:`~fractalbayes.ModelError` before any work when an array argument is empty, ragged
     or holds NaN/inf (``allow_nonfinite=True`` lets through values the model masks), when the call
-    does not fit the model's signature, the model has a discrete latent site, no observed site, a
+    does not fit the model's signature, the model has a ``numpyro.param`` site or a discrete latent
+    site, no observed site, a
     missing or ambiguous data plate, a subsampled plate other than the data plate, data arrays of
     different lengths, a batch size outside [1, n], or minibatches of a model that cannot be
     minibatched (:attr:`Target.minibatch_blockers` says why).
@@ -427,6 +428,12 @@ def from_numpyro(
     inputs.check_lengths(arrays)
     name = inputs.model_name(model)
     trace = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
+    params = [k for k, s in trace.items() if s["type"] == "param"]
+    if params:
+        raise ModelError(
+            f"site(s) {params} are numpyro.param (point parameters fitted by SVI): a sampler needs every "
+            f"parameter as numpyro.sample with a prior, or bind fixed values with functools.partial"
+        )
     samples = {k: s for k, s in trace.items() if s["type"] == "sample"}
     observed = [k for k, s in samples.items() if s["is_observed"]]
     latent = [k for k, s in samples.items() if not s["is_observed"]]
