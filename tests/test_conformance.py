@@ -347,3 +347,12 @@ def test_param_sites_are_refused_by_name():
 
     with pytest.raises(fb.ModelError, match=r"site\(s\) \['w'\] are numpyro.param"):
         fb.from_numpyro(with_param, X40, Y40)
+
+
+def test_subsample_plate_gives_the_default_batch_and_plain_per_example_terms(targets):
+    target = targets["subsample_plate"]
+    assert target.batch_size == 10  # the data plate's own subsample_size
+    z = jnp.array([0.4, -0.7])
+    batch = target.sample_batch(jax.random.key(0))
+    expected = dist.Normal(batch["x"] @ z, 1.0).log_prob(batch["y"])  # no N/B factor per example
+    np.testing.assert_allclose(target.log_lik(z, batch), expected, rtol=1e-6)
