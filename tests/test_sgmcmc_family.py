@@ -357,3 +357,48 @@ def test_localized_sgnht_is_held_at_its_centre_and_keeps_its_temperature(conjuga
     assert np.abs(draws.mean(axis=0) - start).max() < 0.05  # pulled to the start, not to the posterior
     kinetic = run.stats["kinetic_energy"]
     assert abs(kinetic.mean() - 1.0) < 4 * mcse_mean(kinetic)  # E[p.p/d] = T holds here too
+
+
+SUITE = """
+[suite]
+name = "family"
+seeds = [0]
+analyses = ["summary"]
+
+[model]
+name = "linear_regression"
+batch_size = 50
+
+[data]
+name = "linear_teacher"
+options = { n = 100, d = 3, seed = 0 }
+
+[arms.sgnht]
+sampler = "sgnht"
+options = { step_size = 1e-3, alpha = 0.05, init_xi = 0.1 }
+
+[arms.psgld]
+sampler = "psgld"
+options = { step_size = 1e-3, decay = DECAY, epsilon = 1e-4 }
+
+[arms.sgld_cv]
+sampler = "sgld_cv"
+options = { step_size = 1e-4, cv_center = [0.0, 0.0, 0.0] }
+
+[arms.csgld]
+sampler = "csgld"
+options = { step_size = 1e-4, num_partitions = 64, energy_gap = 2.0, min_energy = 100.0, zeta = 0.5 }
+"""
+
+
+def test_suite_files_take_every_new_sampler_and_check_its_options(tmp_path):
+    from fractalbayes.suite.spec import load_suite
+
+    good = tmp_path / "family.toml"
+    good.write_text(SUITE.replace("DECAY", "0.95"))
+    suite = load_suite(good)
+    assert {arm["sampler"] for arm in suite.base["arms"].values()} == {"sgnht", "psgld", "sgld_cv", "csgld"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SUITE.replace("DECAY", "1.0"))
+    with pytest.raises(fb.SuiteError, match="arms.psgld.options.decay: must be < 1"):
+        load_suite(bad)
