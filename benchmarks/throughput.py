@@ -194,22 +194,22 @@ def blackjax_family_loop(target: fb.Target, sampler: str, num_chains: int, num_d
     grad_estimator = jax.grad(log_density)
     if sampler == "sgnht":
         algorithm = blackjax.sgnht(grad_estimator)
-        init = lambda z, key: algorithm.init(z, key)  # noqa: E731
-        step = lambda key, state, batch: algorithm.step(key, state, batch, h)  # noqa: E731
+        init = lambda z, key: algorithm.init(z, key)
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h)
     elif sampler == "sgld":  # the calibration arm: the same comparison as section 1, run alongside
         algorithm = blackjax.sgld(grad_estimator)
-        init = lambda z, key: algorithm.init(z)  # noqa: E731
-        step = lambda key, state, batch: algorithm.step(key, state, batch, h)  # noqa: E731
+        init = lambda z, key: algorithm.init(z)
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h)
     elif sampler == "sgld_cv":
         algorithm = blackjax.sgld(blackjax.sgmcmc.gradients.control_variates(grad_estimator, center, target.data))
-        init = lambda z, key: algorithm.init(z)  # noqa: E731
-        step = lambda key, state, batch: algorithm.step(key, state, batch, h)  # noqa: E731
+        init = lambda z, key: algorithm.init(z)
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h)
     elif sampler == "csgld":
         algorithm = blackjax.csgld(log_density, grad_estimator, zeta=options["zeta"],
                                    num_partitions=options["num_partitions"], energy_gap=options["energy_gap"],
                                    min_energy=options["min_energy"])
-        init = lambda z, key: algorithm.init(z)  # noqa: E731
-        step = lambda key, state, batch: algorithm.step(key, state, batch, h, options["sa_step_size"])  # noqa: E731
+        init = lambda z, key: algorithm.init(z)
+        step = lambda key, state, batch: algorithm.step(key, state, batch, h, options["sa_step_size"])
     else:
         raise ValueError(f"no BlackJAX loop for {sampler!r}")
     position = (lambda s: s) if sampler in ("sgld", "sgld_cv") else (lambda s: s.position)
@@ -559,7 +559,7 @@ def main() -> None:
 
     if "family" not in args.skip:
         log("SG-MCMC family: fb.sample vs hand-written lax.scan + BlackJAX loops (psgld: vs our sgld)")
-        common = dict(num_chains=4, batch_size=32)
+        common = {"num_chains": 4, "batch_size": 32}
         if quick:
             cases = [("400", 1, 500, 2), ("100k", 1, 20, 2)]
         else:

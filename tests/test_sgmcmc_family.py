@@ -264,7 +264,8 @@ def test_csgld_reweighting_recovers_planted_mode_masses_sgld_cannot_reach():
     lowest, barrier = -log_density.max(), -log_density[np.argmin(np.abs(grid))]
     assert barrier - lowest > 11  # an 11.5-nat barrier
     init = np.tile(np.array([[1.0], [-0.5]], np.float32), (16, 1))  # half the chains in each mode
-    settings = dict(num_chains=32, num_samples=30000, burn_in=0, step_size=1e-3, init=init, progress=False)
+    settings = {"num_chains": 32, "num_samples": 30000, "burn_in": 0, "step_size": 1e-3, "init": init,
+                "progress": False}
 
     sgld = fb.sample(target, "sgld", seed=0, **settings)
     assert not np.any(np.diff(sgld.positions[..., 0] > 0, axis=1))  # plain SGLD never switches

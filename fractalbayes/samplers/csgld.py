@@ -25,7 +25,8 @@ first or last bin; :func:`mode_masses` warns when most draws do.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,10 @@ from fractalbayes.errors import ModelError
 from fractalbayes.model.target import Target
 from fractalbayes.samplers import schedules, tempered
 from fractalbayes.samplers.base import Kernel, tree_norm
-from fractalbayes.samplers.gradients import tempered_log_density, tempered_log_density_and_grad
+from fractalbayes.samplers.gradients import (
+    tempered_log_density,
+    tempered_log_density_and_grad,
+)
 from fractalbayes.samplers.registry import Option, SamplerSpec, register
 from fractalbayes.samplers.sgld import STEP_OPTIONS, LangevinHyper, hyper
 from fractalbayes.samplers.sgld_cv import local_center

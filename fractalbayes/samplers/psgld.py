@@ -21,7 +21,8 @@ bias is set by the preconditioned step h P A (h sqrt(A) for G ~ 1 / sqrt(A)), no
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

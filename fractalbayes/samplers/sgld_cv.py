@@ -24,7 +24,8 @@ given, else each chain's initial position, so that chains started at a minimiser
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 from blackjax.sgmcmc import diffusions

@@ -16,7 +16,8 @@ The momentum is drawn N(0, I) at the start and then carried (not resampled as in
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
