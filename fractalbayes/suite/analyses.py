@@ -206,7 +206,7 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
         result = diffusion.analyze(
             run, t0=t0, window=tuple(options["window"]) if options["window"] else None, xi=options["xi"],
             fractal_dim=options["fractal_dim"], llc=ctx.llc.get(arm) if options["use_llc"] else None,
-            proj_dim=options["proj_dim"], n_boot=options["n_boot"], seed=ctx.seed,
+            n_boot=options["n_boot"], seed=ctx.seed,
         )
         ctx.figures[f"displacement_{arm}"] = diffusion.plot_displacement(result)
         if result.llc_steps is not None:
@@ -219,7 +219,8 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
             "bound_holds": result.bound_holds, "D_xi": result.D_xi, "preferred_model": result.preferred_model,
             "early_slope": result.two_regime.early_slope, "late_slope": result.two_regime.late_slope,
             "crossover": result.two_regime.crossover, "d_s_covering": result.covering.d_s,
-            "d_s_returns": result.returns.d_s, "displacement_total": float(total.mean()),
+            "d_s_returns": result.returns.d_s, "d_s_independent": result.d_s_independent, "d_f": result.d_f,
+            "regime": result.regime, "mechanism": result.mechanism, "displacement_total": float(total.mean()),
         }
         tables[f"diffusion_{arm}"] = result.table()[["model", "quantity", "value", "ci_low", "ci_high"]]
         low_r, high_r = np.percentile(result.radius, [16, 84], axis=0)
@@ -480,7 +481,6 @@ ANALYSES: dict[str, Analysis] = {
                "[start, end] lags of the fit; none: automatic"),
         _option("xi", _FRACTAL),
         _option("fractal_dim", _FRACTAL),
-        Option("proj_dim", 3, checks.integer(1), "dimension of the random projections (covering, returns)"),
         Option("n_boot", 200, checks.integer(1), "bootstrap resamples of the slope's interval"),
         Option("use_llc", True, checks.kind(bool, want="true or false"),
                "take lambda_bar from the llc analysis when it ran"),

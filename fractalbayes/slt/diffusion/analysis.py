@@ -14,9 +14,13 @@ section 3), which restate the paper's relations.
                 ``"2lambda"``), i.e. the Alexander-Orbach relation d_walk = 2 d_f / d_s (eq. 3;
                 Alexander & Orbach 1982); the bound d_s <= lambda_bar (eq. 6); the effective
                 diffusion coefficient D_xi = xi^(2 - d_walk) (eq. 4).
-* Independent   d_s from the number of distinct xi-cells visited, N(t) ~ t^(d_s/2), and from the
-                return probability P0(t) = P(||w_{t0+t} - w_{t0}|| < xi) ~ t^(-d_s/2), both in a
-                seeded random projection to ``proj_dim`` dimensions; neither uses the slope.
+* Independent   in the full space, without the slope: d_s from the return probability
+                P0(t) ~ t^(-d_s/2) and the covering number N(t) ~ t^(d_s/2), and the fractal
+                dimension d_f of the visited set (correlation dimension), so the
+                Alexander-Orbach relation d_s = 2 d_f / d_walk is tested with three separate
+                measurements (``independent.py``). An estimator that cannot work says why.
+* Regime        "confined" / "subdiffusive" / "brownian" / "superdiffusive" before any
+                dimension is read, and trapping vs a fractal medium (``regime.py``).
 
 Conventions: ``t0`` is a recorded step; lags are t = step - t0 for the recorded steps after t0;
 ``window = (t_start, t_end)`` is given in lags (equal to steps when t0 = 0). The ensemble curve
@@ -40,14 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fractalbayes.errors import InputError
-from fractalbayes.slt.diffusion.dimensions import (
-    _check_fractal_dim,
-    _covering_estimate,
-    _lag_msd,
-    _random_projection,
-    _reduce_checkpoints,
-    _return_estimate,
-)
+from fractalbayes.slt.diffusion.dimensions import _check_fractal_dim, _lag_msd, _reduce_checkpoints
 from fractalbayes.slt.diffusion.fits import (
     _Bootstrap,
     _log_thin,
@@ -56,6 +53,13 @@ from fractalbayes.slt.diffusion.fits import (
     fit_power_law,
     fit_two_regime,
 )
+from fractalbayes.slt.diffusion.independent import (
+    best_spectral,
+    correlation_dimension,
+    covering_estimate,
+    return_estimate,
+)
+from fractalbayes.slt.diffusion.regime import classify
 from fractalbayes.slt.diffusion.result import DiffusionResult
 
 _MIN_LAG_WINDOW = 4  # consecutive steps needed for a lag curve (3 lags)
@@ -108,7 +112,6 @@ def _validate(
     window: tuple[float, float] | None,
     xi: float,
     fractal_dim: str,
-    proj_dim: int,
     boot: _Bootstrap,
 ) -> tuple[int, np.ndarray, tuple[float, float]]:
     """Check shapes and settings; return the reference index, the lags and the window."""
@@ -135,11 +138,8 @@ def _validate(
     if not (np.isfinite(xi) and xi > 0):
         raise InputError(f"xi must be a positive length, got {xi}; the paper uses xi = 0.5.")
     _check_fractal_dim(fractal_dim)
-    if proj_dim < 1 or boot.n_boot < 1 or not 0 < boot.level < 1:
-        raise InputError(
-            f"need proj_dim >= 1, n_boot >= 1 and 0 < ci < 1; got {proj_dim}, {boot.n_boot}, "
-            f"{boot.level}."
-        )
+    if boot.n_boot < 1 or not 0 < boot.level < 1:
+        raise InputError(f"need n_boot >= 1 and 0 < ci < 1; got {boot.n_boot}, {boot.level}.")
     hits = np.flatnonzero(steps == t0)
     if hits.size == 0:
         below, above = steps[steps < t0], steps[steps > t0]
@@ -217,7 +217,6 @@ def analyze(
     xi: float = 0.5,
     fractal_dim: str = "lambda",
     llc: Any = None,
-    proj_dim: int = 3,
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -236,11 +235,8 @@ def analyze(
         llc: None, a number, or an object with ``steps`` and ``values``; lambda_bar is its time
             average over steps t0 + window. Without it lambda_bar is None, d_s NaN and
             bound_holds None.
-        proj_dim: dimension of the seeded random projection for the covering and return
-            estimates (no projection when d <= proj_dim). Projected Euclidean walks have
-            d_s <= proj_dim, and covering counts grow as t^(d_s/2) only for d_s < 2.
         n_boot, ci, seed: chain bootstrap replicates, interval level and seed (also seeds the
-            projection). Intervals are NaN with a single chain.
+            subsample of points for d_f). Intervals are NaN with a single chain.
 
     Returns:
         A :class:`DiffusionResult`.
@@ -248,20 +244,20 @@ def analyze(
     The covering estimate needs consecutive steps: it uses the checkpoints when they are
     unit-spaced from t0 on (fitted inside the window), else the Run's lag window (all lags),
     else it is marked "unavailable"; a lag window shorter than 4 steps counts as not recorded.
-    Both independent fits keep lags where the projected rms displacement is at least 2 xi, i.e.
-    past the initial plateau where the walker has not left its first xi-ball. Covering counts
-    are meaningful when xi exceeds the typical single-step displacement.
+    Both independent fits keep lags where the rms displacement is at least 2 xi, i.e. past the
+    initial plateau where the walker has not left its first xi-ball. Covering counts are
+    meaningful when xi exceeds the typical single-step displacement. d_f uses the positions at
+    the fitted lags and cross-chain distances above xi.
     """
     inputs = _unpack(source, times)
     boot = _Bootstrap(int(n_boot), float(ci), int(seed))
-    ref, lags, window = _validate(inputs, t0, window, xi, fractal_dim, int(proj_dim), boot)
+    ref, lags, window = _validate(inputs, t0, window, xi, fractal_dim, boot)
     steps = inputs.steps
     llc_range = (float(steps[ref] + window[0]), float(steps[ref] + window[1]))
     lambda_bar, llc_steps, llc_values = _llc_average(llc, llc_range)
 
     x = inputs.checkpoints
-    projection = _random_projection(x.shape[2], proj_dim, seed)
-    sq, projected = _reduce_checkpoints(x, ref, projection)
+    sq = _reduce_checkpoints(x, ref)
     if not np.all(np.isfinite(sq)):
         bad = np.flatnonzero(~np.all(np.isfinite(sq), axis=1)).tolist()
         raise InputError(f"non-finite positions in chains {bad}; drop or repair those chains.")
@@ -280,6 +276,11 @@ def analyze(
     lag_msd = None
     if inputs.lag_window is not None:
         lag_msd = _lag_msd(inputs.lag_window, inputs.lag_window_start)
+    regime = classify(t_fit, r_fit, window[1], power_law,
+                      None if lag_msd is None else lag_msd.exponent)
+    returns = return_estimate(sq, lags, in_window, xi, boot)
+    covering = covering_estimate(x, steps, inputs.lag_window, ref, lags, in_window, sq, xi, boot)
+    d_f = correlation_dimension(x, ref, lags, fitted, xi, boot)
 
     return DiffusionResult(
         t0=float(steps[ref]),
@@ -296,9 +297,10 @@ def analyze(
         lambda_bar=lambda_bar,
         llc_steps=llc_steps,
         llc_values=llc_values,
-        covering=_covering_estimate(
-            steps, inputs.lag_window, ref, lags, in_window, projected, projection, xi, boot
-        ),
-        returns=_return_estimate(projected[:, ref:], lags, in_window, xi, boot),
+        covering=covering,
+        returns=returns,
+        correlation=d_f,
+        independent=best_spectral((returns, covering)),
+        regime_fit=regime,
         lag_msd=lag_msd,
     )

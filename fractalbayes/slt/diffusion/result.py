@@ -2,8 +2,8 @@
 
 Hennick & De Baerdemacker, "Almost Bayesian" (arXiv 2503.22478), SCIENCE.md section 3: the
 ensemble curve R(t), the fitted slope with MSD ~ t^(2 slope), d_walk = 1 / slope, the spectral
-dimension d_s = 2 d_f slope (eq. 7 with Alexander-Orbach, eq. 3), the bound d_s <= lambda_bar
-(eq. 6) and D_xi = xi^(2 - d_walk) (eq. 4).
+dimension d_s = 2 d_f slope (eq. 7 with Alexander-Orbach, eq. 3), the bound d_s <= d_f
+(eq. 6), D_xi = xi^(2 - d_walk) (eq. 4); the independent d_s and d_f, the regime.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pandas as pd
 import xarray as xr
 
 from fractalbayes.slt.diffusion.dimensions import (
-    DimensionEstimate,
     LagMSD,
     _fractal_dimension,
     effective_diffusion,
@@ -24,6 +23,8 @@ from fractalbayes.slt.diffusion.dimensions import (
     walk_dimension,
 )
 from fractalbayes.slt.diffusion.fits import BaselineFit, PowerLawFit, TwoRegimeFit
+from fractalbayes.slt.diffusion.independent import DimensionEstimate, FractalDimension
+from fractalbayes.slt.diffusion.regime import Regime
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class DiffusionResult:
 
     ``radius[c, j]`` is R for chain c at lag ``lags[j]``; ``fitted`` marks the lags that the
     window fits use (the window, log-thinned). ``lambda_bar`` is None, and ``d_s``,
-    ``bound_holds`` are NaN / None, when no LLC was given. ``table()`` and ``to_arviz()`` export
-    every number; :func:`plot_displacement` and :func:`plot_llc` draw it.
+    ``bound_holds`` are NaN / None, when no LLC was given. ``regime`` says whether R(t) is a power
+    law at all; ``d_s_independent`` and ``d_f`` are measured without the slope (NaN, with the
+    reason in ``notes``, when they cannot be). ``table()`` and ``to_arviz()`` export every number;
+    :func:`plot_displacement` and :func:`plot_llc` draw it.
     """
 
     t0: float
@@ -52,7 +55,52 @@ class DiffusionResult:
     llc_values: np.ndarray | None
     covering: DimensionEstimate
     returns: DimensionEstimate
+    correlation: FractalDimension
+    independent: tuple[float, tuple[float, float], str, str]
+    regime_fit: Regime
     lag_msd: LagMSD | None
+
+    @property
+    def regime(self) -> str:
+        """"confined", "subdiffusive", "brownian" or "superdiffusive" (see ``regime.py``)."""
+        return self.regime_fit.regime
+
+    @property
+    def mechanism(self) -> str:
+        """For sub-diffusion: "trapping" / "medium" / "undetermined"; "none" otherwise."""
+        return self.regime_fit.mechanism
+
+    @property
+    def d_s_independent(self) -> float:
+        """Spectral dimension (textbook: P0 ~ t^(-d_s/2)) from the return or covering estimate
+        with the narrower interval, without the slope; NaN when neither applies (see notes)."""
+        return self.independent[0]
+
+    @property
+    def d_s_independent_ci(self) -> tuple[float, float]:
+        """Chain-bootstrap interval of :attr:`d_s_independent`."""
+        return self.independent[1]
+
+    @property
+    def d_s_independent_method(self) -> str:
+        """"return", "covering" or "none"."""
+        return self.independent[2]
+
+    @property
+    def d_f(self) -> float:
+        """Correlation dimension of the visited set (textbook d_f; NaN with a note if unmeasurable)."""
+        return self.correlation.d_f
+
+    @property
+    def d_s_alexander_orbach(self) -> float:
+        """d_s = 2 d_f / d_walk = 2 d_f slope with the measured d_f: compare with d_s_independent."""
+        return 2.0 * self.d_f * self.slope
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Why an estimate is NaN, and the evidence for the regime."""
+        found = [self.independent[3], self.correlation.note, f"regime: {self.regime_fit.reason}"]
+        return tuple(n for n in found if n)
 
     @property
     def radius_mean(self) -> np.ndarray:
@@ -113,10 +161,11 @@ class DiffusionResult:
 
     @property
     def bound_holds(self) -> bool | None:
-        """Eq. 6, d_s <= lambda_bar; None without an LLC."""
+        """Eq. 6, d_s <= d_f with d_f in the chosen convention (lambda_bar for "lambda",
+        2 lambda_bar for "2lambda"); both read slope <= 1/2. None without an LLC."""
         if self.lambda_bar is None:
             return None
-        return bool(self.d_s <= self.lambda_bar)
+        return bool(self.d_s <= _fractal_dimension(self.lambda_bar, self.fractal_dim))
 
     @property
     def D_xi(self) -> float:  # noqa: N802 (the paper's symbol)
@@ -176,6 +225,10 @@ class DiffusionResult:
         rows += [
             ("derived", "d_walk", self.d_walk, *d_walk_ci),
             ("derived", "lambda_bar", lambda_bar, nan, nan),
+            ("derived", "d_f_paper", lambda_bar, nan, nan),
+            ("derived", "d_f_textbook", 2 * lambda_bar, nan, nan),
+            ("derived", "d_s_paper", 2 * lambda_bar * self.slope, nan, nan),
+            ("derived", "d_s_textbook", 4 * lambda_bar * self.slope, nan, nan),
             ("derived", "d_s", self.d_s, *sorted((scale * lo, scale * hi))),
             ("derived", "bound_holds", nan if bound is None else float(bound), nan, nan),
             ("derived", "D_xi", self.D_xi, nan, nan),
@@ -187,8 +240,20 @@ class DiffusionResult:
                 (est.method, "d_s", est.d_s, *est.ci),
                 (est.method, "d_f_implied", est.d_s * self.d_walk / 2, nan, nan),
                 (est.method, "n_points", int(est.fitted.sum()), nan, nan),
-                (est.method, "proj_dim", est.proj_dim, nan, nan),
             ]
+        cor = self.correlation
+        rows += [
+            ("measured", "d_s_independent", self.d_s_independent, *self.d_s_independent_ci),
+            ("measured", "d_f", cor.d_f, *cor.ci),
+            ("measured", "d_s_alexander_orbach", self.d_s_alexander_orbach, nan, nan),
+            ("measured", "d_f_r_lo", cor.r_lo, nan, nan),
+            ("measured", "d_f_r_hi", cor.r_hi, nan, nan),
+            ("measured", "d_f_pairs", cor.n_pairs, nan, nan),
+            ("measured", "d_f_limit", cor.limit, nan, nan),
+            ("regime", "saturating_tau", self.regime_fit.saturating.tau, nan, nan),
+            ("regime", "saturating_h", self.regime_fit.saturating.h, nan, nan),
+            ("regime", "delta_aic_power_minus_saturating", self.regime_fit.delta_aic, nan, nan),
+        ]
         if self.lag_msd is not None:
             rows += [
                 ("lag_msd", "exponent", self.lag_msd.exponent, nan, nan),
@@ -211,7 +276,8 @@ class DiffusionResult:
         Groups: ``displacement`` (R per chain and lag, its mean, std and the MSD),
         ``covering`` and ``return`` (the independent-d_s curves), ``lag_msd`` and ``llc`` when
         present. Root attrs: ``{model}_{quantity}`` (with ``_ci`` pairs), the settings, and
-        ``bound`` = "held" / "violated" / "not evaluated (no llc)".
+        ``bound`` = "held" / "violated" / "not evaluated (no llc)", ``regime``, ``mechanism``
+        and ``notes``.
         """
         table = self.table()
         attrs: dict[str, Any] = {
@@ -220,6 +286,10 @@ class DiffusionResult:
             "xi": self.xi,
             "fractal_dim": self.fractal_dim,
             "preferred_model": self.preferred_model,
+            "regime": self.regime,
+            "mechanism": self.mechanism,
+            "d_s_independent_method": self.d_s_independent_method,
+            "notes": list(self.notes),
             "bound": {True: "held", False: "violated", None: "not evaluated (no llc)"}[
                 self.bound_holds
             ],
@@ -247,7 +317,7 @@ class DiffusionResult:
             groups[est.method] = xr.Dataset(
                 {name: ("lag", est.curve), "fitted": ("lag", est.fitted)},
                 coords={"lag": est.lags},
-                attrs={"data": est.data, "proj_dim": est.proj_dim},
+                attrs={"data": est.data, "note": est.note},
             )
         if self.lag_msd is not None:
             groups["lag_msd"] = xr.Dataset(
