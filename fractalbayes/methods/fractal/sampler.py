@@ -160,12 +160,38 @@ def basin_llcs(target: Target, centres: np.ndarray, options: dict, seed: int) ->
 
 
 def measured_d_s(sgd_run: Run, lambda_bar: float, *, xi: float, fractal_dim: str) -> tuple[float, dict]:
-    """d_s = 2 lambda_bar slope (or 4 ...) from the late-window fit of log R on log t."""
+    """d_s = 2 lambda_bar slope (or 4 ...) from the late-window fit of log R on log t, read only
+    when R(t) is a power law there (``DiffusionResult.regime`` not "confined").
+
+    A confined window (R(t) saturates, e.g. constant-rate SGD in a quadratic bowl) has a slope
+    that depends on the window, not on a walk dimension, and its return and covering curves
+    saturate too. Then, with a warning, d_s = 2 lambda_bar h (or 4 ...) from the early exponent h
+    of the saturating fit R = A (1 - exp(-t / tau))^h, i.e. the walk before it feels the
+    confinement; ``record["source"]`` says which was used. When no such exponent exists (h <= 0)
+    a ModelError names the fix: pass d_s=... explicitly.
+    """
     t0 = sgd_run.config.checkpoint_start
     result = diffusion.analyze(sgd_run, t0=t0, xi=xi, fractal_dim=fractal_dim, llc=lambda_bar)
     record = {"slope": float(result.slope), "r2": float(result.r2), "t0": t0,
-              "window": [float(w) for w in result.window], "lambda_bar": float(lambda_bar)}
-    return float(result.d_s), record
+              "window": [float(w) for w in result.window], "lambda_bar": float(lambda_bar),
+              "regime": result.regime, "source": "slope"}
+    if result.regime != "confined":
+        return float(result.d_s), record
+    early = result.regime_fit.saturating
+    if not (np.isfinite(early.h) and early.h > 0):
+        raise ModelError(
+            f"fractal: the SGD ensemble's late window is confined ({result.regime_fit.reason}) and shows "
+            "no diffusive stretch before the plateau, so no d_s can be read from it: pass d_s=... "
+            "explicitly, or record checkpoints from earlier (sgd={'num_checkpoints': ...})")
+    d_s = diffusion.spectral_dimension(early.h, lambda_bar, fractal_dim)
+    warnings.warn(
+        f"the SGD ensemble's late window is confined ({result.regime_fit.reason}); d_s = {d_s:.3g} is "
+        f"read from the diffusive stretch before the plateau (R ~ t^{early.h:.3f} below "
+        f"tau = {early.tau:.3g} steps) instead of the window slope ({result.d_s:.3g}); pass d_s=... "
+        "to choose it", stacklevel=3)
+    record.update(source="early exponent of the saturating fit (confined window)", early_exponent=early.h,
+                  tau=early.tau, d_s_slope=float(result.d_s))
+    return float(d_s), record
 
 
 def tempered_free_energy(nbetas: np.ndarray, losses: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
