@@ -323,6 +323,11 @@ def test_csgld_mode_masses_refuses_other_runs_and_bad_labels(conjugate):
         csgld.mode_masses(run, np.zeros((2, 5), int))
     with pytest.raises(fb.ModelError, match="must both be"):
         csgld.reweighted_masses(np.zeros((2, 5)), np.zeros((2, 4), int), 2)
+    # energies (-log pi ~ 300 here) far below min_energy all fall into the first bin: named, with the fix
+    run = fb.sample(target, "csgld", num_chains=2, num_samples=20, burn_in=0, min_energy=1e6, progress=False)
+    assert (run.stats["energy_index"] == 1).all()
+    with pytest.warns(UserWarning, match="first or last energy bin.*set min_energy just below"):
+        csgld.mode_masses(run, np.zeros((2, 20), int), 1)
 
 
 @pytest.mark.parametrize("name, step_size", [("sgld_cv", 1e-5), ("psgld", 1e-3), ("csgld", 1e-5)])
