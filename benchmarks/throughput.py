@@ -18,6 +18,11 @@ Three comparisons; the last line printed is one JSON object with the ratios.
    when asked for: ``stats="all"``), masks non-finite chains and writes displacement checkpoints:
    all of that is inside the measured time. Each repeat runs both arms back to back; the median and
    quartiles of the per-repeat ratios are printed next to the best-of ratio.
+1b. ``family_ratios`` (issue 15): the same comparison for ``sgnht``, ``sgld_cv`` and ``csgld`` against
+   hand-written loops around ``blackjax.sgnht``, ``blackjax.sgld`` on
+   ``blackjax.sgmcmc.gradients.control_variates``, and ``blackjax.csgld``; ``psgld`` (no BlackJAX
+   kernel) against our ``sgld``; ``sgld`` first as a calibration arm under the same load. Also
+   ``family_ratios_cpu_whole_call``: CPU seconds of the loop over CPU seconds of our whole call.
 2. ``nuts_vs_numpyro_ess_per_s``: ``fb.sample(target, "nuts")`` against
    ``numpyro.infer.MCMC(NUTS(model), chain_method="vectorized")`` on a Bayesian logistic regression of
    scikit-learn's breast-cancer data (569 x 30, standardised; 31 parameters), same chains, warm-up
