@@ -60,15 +60,16 @@ import numpy as np
 import fractalbayes as fb
 ds = fb.data.moons(2000, seed=0)
 target = fb.from_numpyro(fb.models.mlp_classifier, ds.x_train, ds.y_train, batch_size=32, widths=(18, 16))
-times = []
+times, compile_s = [], []
 for seed in (0, 1):
     tic = time.perf_counter()
     run = fb.sample(target, "sgd", num_chains={chains}, num_samples={draws}, burn_in={burn_in}, thin={thin},
                     learning_rate=0.05, seed=seed, progress=False)
     times.append(time.perf_counter() - tic)
+    compile_s.append(run.timings["compile_s"])
 with open("/proc/self/status") as f:
     hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-print(json.dumps({{"first_s": times[0], "second_s": times[1], "compile_s": run.timings["compile_s"],
+print(json.dumps({{"first_s": times[0], "second_s": times[1], "compile_s": compile_s[0],
                   "sampling_s": run.timings["sampling_s"], "peak_rss_mib": hwm / 1024, "dim": target.dim,
                   "chains": {chains}, "steps": {burn_in} + {draws} * {thin}, "draws": {draws},
                   "diverged": int(run.diverged.sum())}}))
