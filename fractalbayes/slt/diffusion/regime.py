@@ -6,7 +6,8 @@ look-alikes are told apart first:
 * Confinement (an Ornstein-Uhlenbeck plateau, a walker in a bowl): R(t) saturates. The
   saturating model log R = log A + h log(1 - exp(-t / tau)) (h: the early exponent, tau: the
   relaxation time; it tends to a power law as tau -> infinity) is fitted by profiling tau on a
-  grid, and the window reads as "confined" when it beats the power law by
+  grid, and the window reads as "confined" when it beats both the power law and the broken
+  power law (a concave crossover between two power laws, as in a CTRW, is not a plateau) by
   ``_CONFINED_DELTA_AIC`` and relaxes inside the window (tau <= t_end / 3, so the plateau is
   seen), or when R is flat (the slope's upper interval bound below ``_FLAT``). Otherwise the
   slope decides: "subdiffusive" / "superdiffusive" when its interval lies beyond 1/2 by more
@@ -25,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fractalbayes.slt.diffusion.fits import PowerLawFit, _scores
+from fractalbayes.slt.diffusion.fits import PowerLawFit, _scores, fit_two_regime
 
 REGIMES = ("confined", "subdiffusive", "brownian", "superdiffusive")
 _CONFINED_DELTA_AIC = 10.0
@@ -76,14 +77,16 @@ def classify(t: np.ndarray, r: np.ndarray, window_end: float, power_law: PowerLa
              lag_exponent: float | None) -> Regime:
     """The regime of the window's mean curve r at lags t, given its power-law fit."""
     sat = fit_saturating(t, r)
-    delta = power_law.aic - sat.aic
+    two = fit_two_regime(t, r)
+    rival = min(power_law.aic, two.aic) if np.isfinite(two.aic) else power_law.aic
+    delta = rival - sat.aic
     lo, hi = power_law.ci
     if not np.isfinite(lo):  # one chain: no interval, the point estimate decides
         lo = hi = power_law.slope
     if delta > _CONFINED_DELTA_AIC and sat.tau <= window_end / 3:
         regime = "confined"
         reason = (f"R(t) saturates: a plateau model (relaxation time {sat.tau:.3g} inside the window) "
-                  f"beats the power law by {delta:.1f} AIC")
+                  f"beats the power law and the broken power law by {delta:.1f} AIC")
     elif hi < _FLAT:
         regime, reason = "confined", f"R(t) is flat over the window (slope <= {hi:.3f})"
     elif hi < 0.5 - _MARGIN:

@@ -252,7 +252,7 @@ class DiffusionResult:
             ("measured", "d_f_limit", cor.limit, nan, nan),
             ("regime", "saturating_tau", self.regime_fit.saturating.tau, nan, nan),
             ("regime", "saturating_h", self.regime_fit.saturating.h, nan, nan),
-            ("regime", "delta_aic_power_minus_saturating", self.regime_fit.delta_aic, nan, nan),
+            ("regime", "delta_aic_best_power_law_minus_saturating", self.regime_fit.delta_aic, nan, nan),
         ]
         if self.lag_msd is not None:
             rows += [
