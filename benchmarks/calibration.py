@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 import fractalbayes as fb
+from calibration_diffusion import study_dimensions  # benchmarks/ is the script's path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "calibration.md"
 
@@ -133,7 +134,8 @@ def study_tempering_power(quick: bool) -> pd.DataFrame:
 
 
 STUDIES = {"mmd": study_mmd, "kl_bias": study_kl_bias, "tempering_null": study_tempering_null,
-           "tempering_power": study_tempering_power}
+           "tempering_power": study_tempering_power,
+           "dimensions": study_dimensions}
 
 
 def write_section(name: str, frame: pd.DataFrame, seconds: float) -> None:
