@@ -3,7 +3,7 @@
 The checkpoints (float32, 5.1 GB at full size) are a random walk observed on a geometric
 step grid, generated chain by chain into one preallocated array (or, with --memmap,
 into a memory-mapped .npy file that is then reopened read-only). Prints the wall time of the
-analysis, the peak RSS of the process (resource.getrusage), the RSS just before the analysis,
+analysis (including the independent d_s and the correlation dimension over <= 2048 points), the peak RSS of the process (resource.getrusage), the RSS just before the analysis,
 and the peak of new allocations during it (tracemalloc), which should be far below the size of
 the checkpoints: the analysis never copies them.
 
@@ -93,7 +93,11 @@ def main() -> None:
     print(f"new allocations  {alloc_peak / 2**20:.1f} MiB peak during the analysis"
           f" ({alloc_peak / checkpoints.nbytes:.2%} of the checkpoints)")
     print(f"result           slope {result.slope:.4f} (Brownian: 0.5),"
-          f" MSD exponent {result.msd_exponent:.3f}")
+          f" MSD exponent {result.msd_exponent:.3f}, regime {result.regime}")
+    print(f"independent      d_s {result.d_s_independent:.3g} ({result.d_s_independent_method}),"
+          f" d_f {result.d_f:.3g} (a Brownian walk in {args.params} dimensions: both NaN, with why)")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 if __name__ == "__main__":
