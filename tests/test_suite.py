@@ -258,13 +258,13 @@ def test_malformed_suite_files_exit_2_naming_file_line_key_and_allowed_values(pr
     assert not out.exists()
 
 
-def test_an_unknown_executor_exits_2_naming_local(tmp_path, capsys):
+def test_an_unknown_executor_exits_2_naming_the_known_ones(tmp_path, capsys):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--executor", "ray"])
+        cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--executor", "dask"])
     error = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "--executor: invalid choice: 'ray'" in error and "local" in error
+    assert exit_info.value.code == 2 and "--executor: invalid choice: 'dask'" in error and "local" in error
     assert not (tmp_path / "out").exists()
 
 
