@@ -264,7 +264,7 @@ def test_settings_record_is_built_from_the_shared_options(regular):
     for option in llc.settings.OPTIONS:
         assert parameters[option.name].default == option.default, option.name
     fields = {f.name for f in dataclasses.fields(llc.LLCSettings)}
-    assert fields == set(llc.settings.NAMES) | {"nbeta_rule", "seed"}
+    assert fields == set(llc.settings.NAMES) | {"nbeta_rule", "seed"}  # prior included
     s = llc.LLCSettings.build(target, nbeta="batch", sampler_options={"temperature": 0.5}, seed=3)
     assert (s.nbeta, s.nbeta_rule) == (pytest.approx(100 / math.log(100)), "batch") and s.seed == 3
     assert s.sampler_kwargs() == {"nbeta": s.nbeta, "localization": 1.0, "temperature": 0.5, "step_size": 1e-4}
@@ -316,3 +316,68 @@ def test_trajectory_estimates_at_checkpoints(regular):
     assert traj.values[0] < 0  # step 0: the prior draw the SGD run started from
     assert traj.values[-1] == pytest.approx(D / 2, rel=0.15)  # after 500 SGD steps: at the minimum
     assert traj.r_hat.shape == (1, 4) and traj.r_hat[0, -1] < 1.05
+
+
+# ---------------------------------------------------------------------------------------------
+# prior=False (devinterp's estimator) and the fractal sampler's basin-LLC defaults
+# ---------------------------------------------------------------------------------------------
+
+BASIN_T = 200 / math.log(200)  # n beta = n / log n at n = 200, the basin LLC's regime (~37.7)
+
+
+@functools.cache
+def tight_prior_toy() -> fb.Target:
+    """K(w) = w^2 with a tight N(0, 0.2^2) prior: prior precision 25 against 2 t ~ 75 at t = BASIN_T."""
+    x = np.full((200, 1), np.sqrt(2.0), np.float32)
+    return fb.from_numpyro(functools.partial(fb.models.normal_crossing, k=(1,), prior_scale=0.2), x,
+                           np.zeros(200, np.float32))
+
+
+def test_prior_false_leaves_the_prior_out_of_the_localized_posterior():
+    # pi ∝ rho(w)^p exp(-t w^2 - gamma w^2 / 2): Gaussian, t E[w^2] = t / (2 t + p / s^2 + gamma),
+    # = exact_tempered_loss with prior scale (p / s^2 + gamma)^(-1/2): 0.372 with the prior, 0.487
+    # without (gamma = 1). NUTS, 8 x 2000 draws: t w^2 ~ Gamma(1/2) x 2 lambda, sd ~ 0.7 lambda; ESS
+    # ~ 16 000 / 3 (squared quantity) gives MCSE ~ 0.005; 4 MCSE + ArviZ-ESS slack: 0.025.
+    target = tight_prior_toy()
+    values = {}
+    for prior in (True, False):
+        result = llc.estimate(target, np.zeros(1), nbeta=BASIN_T, localization=1.0, sampler="nuts", num_chains=8,
+                              num_draws=2000, burn_in=300, prior=prior, seed=0, progress=False)
+        exact = exact_tempered_loss((1,), BASIN_T, prior_scale=((25.0 if prior else 0.0) + 1.0) ** -0.5)
+        assert result.prior is prior and result.to_arviz().attrs["prior"] == int(prior)
+        assert abs(result.mean - exact) < 0.025, (prior, result.mean, exact)
+        values[prior] = result.mean
+    assert values[False] - values[True] > 0.08  # the exact gap is 0.115
+    s = llc.LLCSettings.build(target, prior=False)
+    assert s.sampler_kwargs()["prior_power"] == 0.0 and "prior_power" not in llc.LLCSettings.build(target).sampler_kwargs()
+    with pytest.raises(fb.ModelError, match="prior must be True or False"):
+        llc.LLCSettings.build(target, prior=1)
+
+
+@pytest.mark.parametrize("sampler", ["sgld", "sghmc"])
+def test_sg_mcmc_honours_prior_false(sampler):
+    # same Gaussian as above without the prior: t E[w^2] = 0.487. 64 chains x 2000 draws at h = 1e-3
+    # (SGLD Euler bias a h / 2 = 77e-3 / 2 ~ 4 %, i.e. +0.02; SGHMC's is similar): per-chain sd ~ 0.7 x
+    # 0.49 / sqrt(ESS ~ 2000 / 13) ~ 0.03, over 64 chains ~ 0.004; |error| < 0.02 + 0.02 bias.
+    result = llc.estimate(tight_prior_toy(), np.zeros(1), nbeta=BASIN_T, localization=1.0, step_size=1e-3,
+                          sampler=sampler, num_chains=64, num_draws=2000, burn_in=500, prior=False, seed=1,
+                          progress=False)
+    assert abs(result.mean - exact_tempered_loss((1,), BASIN_T)) < 0.04, result.mean
+
+
+def test_basin_llc_defaults_reach_a_regular_directions_half():
+    # The fractal sampler's llc table at n beta = n / log n (n = 200) on K = w^2 (lambda = 1/2),
+    # against the exact localized value t / (2 t + 1 + gamma) (N(0, 1) prior): 0.487 at the
+    # defaults' gamma = 1, 0.213 at the former gamma = 100 (issue 10: "1/2 comes out 0.14").
+    # 32 chains of the default length; per-chain sd ~ 0.7 x 0.49 / sqrt(ESS ~ 2000 / 256) ~ 0.13
+    # (h = 1e-4 relaxes in 1 / (h (2 t + 2)) ~ 128 steps): over 32 chains SE ~ 0.023; 3 SE ~ 0.07.
+    from fractalbayes.methods.fractal.sampler import LLC_DEFAULTS
+
+    x = np.full((200, 1), np.sqrt(2.0), np.float32)
+    target = fb.from_numpyro(functools.partial(fb.models.normal_crossing, k=(1,)), x, np.zeros(200, np.float32),
+                             batch_size=50)
+    settings = LLC_DEFAULTS | {"num_chains": 32}
+    result = llc.estimate(target, np.zeros(1), seed=2, progress=False, **settings)
+    assert result.nbeta == pytest.approx(BASIN_T)
+    exact = exact_tempered_loss((1,), BASIN_T, prior_scale=(1.0 + LLC_DEFAULTS["localization"]) ** -0.5)
+    assert exact > 0.48 and abs(result.mean - exact) < 0.07, result.mean

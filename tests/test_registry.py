@@ -191,7 +191,7 @@ BAD_CALLS = [
     ("fractal", {"d_s": float("nan")}, "fractal: option d_s must be finite and > 0, got nan"),
     ("fractal", {"kernel": "hmc"}, "option kernel must be one of 'sgld', 'nuts'; got 'hmc'"),
     ("fractal", {"weights": "posterior"}, "option weights must be one of 'reachability', 'evidence'"),
-    ("fractal", {"gamma_eff": -1.0}, "option gamma_eff must be one of 'sgd' or a number > 0"),
+    ("fractal", {"gamma_eff": -1.0}, "option gamma_eff must be one of 'measured', 'sgd' or a number > 0"),
     ("fractal", {"sgd": {"learning_rat": 0.1}}, r"option sgd has unknown key\(s\) \['learning_rat'\]"),
     ("fractal", {"sgd": {"num_chains": 0}}, "option sgd key 'num_chains' must be an integer >= 1"),
     ("fractal", {"sgd": {"optimizer": "lbfgs"}}, "option sgd key 'optimizer' must be one of 'sgd', 'adam'"),

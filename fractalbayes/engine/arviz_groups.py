@@ -14,7 +14,8 @@ of a fixed size (the last one padded), so it compiles once per run shape.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +77,7 @@ def posterior_predictive(run: Any) -> dict[str, np.ndarray]:
     seed = run.config.seed if run.config is not None else 0
     keys = jax.random.key_data(jax.random.split(jax.random.key(seed), run.num_chains * run.num_draws))
     keys = np.asarray(keys).reshape((run.num_chains, run.num_draws) + keys.shape[1:])
-    wrapped = lambda z, k: fn(z, jax.random.wrap_key_data(k))  # noqa: E731
+    wrapped = lambda z, k: fn(z, jax.random.wrap_key_data(k))
     per_draw = sum(int(np.size(v)) for v in run.observed.values())
     return _over_draws(wrapped, (run.positions, keys), per_draw)
 
@@ -97,12 +98,12 @@ def tempered_lp(run: Any) -> np.ndarray | None:
     centers = np.broadcast_to(run.checkpoints[:, :1] if center is None else np.asarray(center), run.positions.shape)
 
     def build():
-        density = tempered_log_density(target, localized=True)
-        one = lambda z, c, nbeta, gamma: density(z, c, target.data, nbeta, gamma)[0]  # noqa: E731
-        return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+        density = tempered_log_density(target, localized=True, prior_power=True)
+        one = lambda z, c, nbeta, gamma, power: density(z, c, target.data, nbeta, gamma, power)[0]
+        return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
 
     fn = target.memo(("arviz", "lp"), build)
-    numbers = (jnp.float32(nbeta), jnp.float32(options["localization"]))
+    numbers = (jnp.float32(nbeta), jnp.float32(options["localization"]), jnp.float32(tempered.prior_power(options)))
     out = _over_draws(lambda z, c: {"lp": fn(z, c, *numbers)}, (run.positions, np.ascontiguousarray(centers)),
                       target.n_data)
     return out["lp"]

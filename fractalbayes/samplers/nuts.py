@@ -26,6 +26,7 @@ class NUTSHyper(NamedTuple):
     nbeta: float
     localization: float
     center: Any = None
+    prior_power: float = 1.0
 
 
 class NUTSChainState(NamedTuple):
@@ -56,12 +57,14 @@ class NUTSInfo(NamedTuple):
     """Divergent transition: energy error above BlackJAX's threshold (``is_divergent``)."""
 
 
-def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: float) -> Kernel:
-    density = tempered_log_density(target, localized=True)
+def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: float,
+                weighted_prior: bool = False) -> Kernel:
+    density = tempered_log_density(target, localized=True, prior_power=weighted_prior)
     kernel = blackjax.nuts.build_kernel()
 
     def log_density_fn(center, hyper: NUTSHyper):
-        return lambda z: density(z, center, target.data, hyper.nbeta, hyper.localization)[0]
+        power = (hyper.prior_power,) if weighted_prior else ()
+        return lambda z: density(z, center, target.data, hyper.nbeta, hyper.localization, *power)[0]
 
     def init(position, key, hyper: NUTSHyper):
         center = position if hyper.center is None else hyper.center
@@ -84,7 +87,7 @@ def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: 
         z = state.hmc.position
         localization = 0.5 * hyper.localization * jnp.sum(jnp.square(z - state.center))
         # L_n at the pre-step position, recovered from the stored log density without a model pass.
-        loss = (target.log_prior(z) - localization - state.hmc.logdensity) / hyper.nbeta
+        loss = (hyper.prior_power * target.log_prior(z) - localization - state.hmc.logdensity) / hyper.nbeta
         return state._replace(hmc=hmc), NUTSInfo(
             loss, tree_norm(state.hmc.logdensity_grad), state.step_size, hmc.logdensity, info.energy,
             info.acceptance_rate, info.num_integration_steps, info.num_trajectory_expansions, info.is_divergent)
@@ -93,8 +96,9 @@ def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: 
 
 
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, NUTSHyper]:
-    numbers = NUTSHyper(tempered.nbeta(target, opts), opts["localization"], tempered.center("nuts", target, opts["center"]))
-    structure = (opts["max_num_doublings"], opts["target_acceptance_rate"])
+    numbers = NUTSHyper(tempered.nbeta(target, opts), opts["localization"], tempered.center("nuts", target, opts["center"]),
+                        tempered.prior_power(opts))
+    structure = (opts["max_num_doublings"], opts["target_acceptance_rate"], numbers.prior_power != 1.0)
     return target.memo(("nuts", *structure), lambda: nuts_kernel(target, *structure)), numbers
 
 
@@ -104,7 +108,7 @@ SPEC = register(SamplerSpec(
     options=(
         Option("target_acceptance_rate", 0.8, checks.real(minimum=0.0, maximum=1.0), "adaptation's target acceptance"),
         Option("max_num_doublings", 10, checks.integer(1), "maximum tree depth"),
-    ) + tempered.OPTIONS,
+    ) + tempered.OPTIONS + (tempered.PRIOR_POWER,),
     build=build,
     warmup=True,
 ))

@@ -36,25 +36,28 @@ class LangevinHyper(NamedTuple):
     nbeta: float
     localization: float
     center: Any = None
+    prior_power: float = 1.0
+    """p of rho^p (tempered.PRIOR_POWER); the density weighs the prior only when p != 1."""
 
 
 def hyper(name: str, target: Target, opts: dict, total_steps: int) -> tuple[str | Callable, LangevinHyper]:
     """The static schedule kind and the numbers of a resolved sgld/sghmc option dict."""
     kind, schedule = schedules.parameters(opts["schedule"], opts["step_size"], total_steps)
     return kind, LangevinHyper(schedule, opts["temperature"], tempered.nbeta(target, opts), opts["localization"],
-                               tempered.center(name, target, opts["center"]))
+                               tempered.center(name, target, opts["center"]), tempered.prior_power(opts))
 
 
 def init(position, key, hyper: LangevinHyper) -> tempered.TemperedState:
     return tempered.TemperedState(position, position if hyper.center is None else hyper.center)
 
 
-def sgld_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kernel:
-    grad_fn = tempered_log_density_and_grad(target, localized)
+def sgld_kernel(target: Target, schedule: str | Callable, localized: bool, weighted_prior: bool = False) -> Kernel:
+    grad_fn = tempered_log_density_and_grad(target, localized, weighted_prior)
     integrator = diffusions.overdamped_langevin()
 
     def step(key, state, batch, i, hyper: LangevinHyper):
-        (_, loss), grad = grad_fn(state.position, state.center, batch, hyper.nbeta, hyper.localization)
+        power = (hyper.prior_power,) if weighted_prior else ()
+        (_, loss), grad = grad_fn(state.position, state.center, batch, hyper.nbeta, hyper.localization, *power)
         rate = schedules.rate_at(schedule, hyper.schedule, i)
         position = integrator(key, state.position, grad, rate, hyper.temperature)
         return state._replace(position=position), StepInfo(loss, tree_norm(grad), rate)
@@ -64,13 +67,13 @@ def sgld_kernel(target: Target, schedule: str | Callable, localized: bool) -> Ke
 
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, LangevinHyper]:
     kind, numbers = hyper("sgld", target, opts, total_steps)
-    localized = numbers.localization > 0
-    return target.memo(("sgld", kind, localized), lambda: sgld_kernel(target, kind, localized)), numbers
+    structure = (kind, numbers.localization > 0, numbers.prior_power != 1.0)
+    return target.memo(("sgld", *structure), lambda: sgld_kernel(target, *structure)), numbers
 
 
 SPEC = register(SamplerSpec(
     name="sgld",
     summary="stochastic-gradient Langevin dynamics (BlackJAX overdamped Langevin integrator)",
-    options=STEP_OPTIONS + tempered.OPTIONS,
+    options=STEP_OPTIONS + tempered.OPTIONS + (tempered.PRIOR_POWER,),
     build=build,
 ))

@@ -2,10 +2,12 @@
 
 They all sample
 
-    pi(w) ∝ rho(w) exp(-nbeta L_n(w) - (localization / 2) ||w - center||^2),
+    pi(w) ∝ rho(w)^p exp(-nbeta L_n(w) - (localization / 2) ||w - center||^2),
 
-the posterior when nbeta = n and localization = 0, the LLC estimator's localized tempered posterior
-(Lau et al. 2023) otherwise.
+the posterior when p = 1, nbeta = n and localization = 0, the LLC estimator's localized tempered
+posterior (Lau et al. 2023) otherwise. The prior power p (:data:`PRIOR_POWER`, default 1) is an
+option of SGLD, SGHMC and NUTS only: 0 drops the prior (devinterp's LLC), nbeta / n is the SGD MAP
+objective L_B - log rho / n at inverse temperature nbeta (the fractal sampler's basins).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ LOCALIZATION = Option("localization", 0.0, checks.positive(allow_zero=True),
 CENTER = Option("center", None, _position,
                 "centre of the localization (flat vector or sites); None: each chain's start")
 OPTIONS = (NBETA, LOCALIZATION, CENTER)
+PRIOR_POWER = Option("prior_power", 1.0, checks.positive(allow_zero=True),
+                     "power p of the prior rho^p: 1 the posterior, 0 none, nbeta/n the SGD MAP objective's")
 
 
 class TemperedState(NamedTuple):
@@ -45,6 +49,11 @@ class TemperedState(NamedTuple):
 
 def nbeta(target: Target, opts: dict) -> float:
     return float(target.n_data if opts["nbeta"] is None else opts["nbeta"])
+
+
+def prior_power(opts: dict) -> float:
+    """The prior power p of a resolved option dict (1 for kernels without the option)."""
+    return float(opts.get("prior_power", 1.0))
 
 
 def center(name: str, target: Target, value: Any) -> jax.Array | None:

@@ -12,12 +12,31 @@ basin by basin, at inverse temperature n beta_k = gamma_eff / D_k.
 2. basins of the ensemble's endpoints in function space (`fractalbayes.basins`);
 3. per basin the LLC lambda_k at the medoid (`fractalbayes.llc`) and the spectral dimension d_s
    from the ensemble's late-window diffusion fit (`fractalbayes.diffusion`) unless given;
-4. D_k and n beta_k = gamma_eff / D_k, gamma_eff = 2 B / eta ("sgd": Mandt et al. 2017's constant
-   SGD temperature) or a number (the paper's corollaries: 1);
-5. within each basin, BlackJAX samples rho(w) exp(-n beta_k L(w) - (loc/2)||w - w_k||^2), the
-   localization being the accessibility constraint;
-6. basins are mixed by SGD mass ("reachability") or by tempered free energy ("evidence",
-   F_k = n beta_k L(w_k) + lambda_k log(n beta_k), the leading terms of Watanabe's expansion).
+4. D_k and n beta_k = gamma_eff,k / D_k, with gamma_eff,k (``gamma_eff``):
+   "measured" (default): constant SGD with rate eta and batch B near a minimum with Hessian A and
+   per-example gradient covariance C has the OU stationary covariance S solving
+   A S + S A - eta A S A = (eta / B) C (Mandt, Hoffman & Blei 2017; SCIENCE.md §5). The tempered
+   posterior's covariance there is (n beta A)^{-1}; both agree exactly when C = c I (isotropic
+   noise), at n beta = 2 B / (eta c). For any C, taking the trace of the continuous equation gives
+   tr(A S) = eta tr(C) / (2 B), and tr(A (n beta A)^{-1}) = d / n beta, so matching the two in A's
+   metric gives gamma_eff,k = 2 B d / (eta tr C_k), C_k measured at the basin centre over all n
+   examples (minibatches are drawn with replacement: Cov grad L_B = C / B). The eta A S A term
+   changes S by a relative O(eta a / 2) (a an eigenvalue of A), neglected. Heavy-ball momentum mu
+   enters as eta / (1 - mu);
+   "sgd": 2 B / eta, the same with C = I (unit gradient-noise covariance); or a number (the paper's
+   corollaries: 1);
+5. within each basin, BlackJAX samples rho(w)^p_k exp(-n beta_k L(w) - (loc/2)||w - w_k||^2), the
+   localization being the accessibility constraint. The prior power (``prior``) follows the SGD
+   objective by default ("objective"): SGD on the MAP objective L_B - log rho / n at inverse
+   temperature n beta_k is exp(-n beta_k L) rho^(n beta_k / n), so p_k = n beta_k / n; on the
+   plain NLL p_k = 0 (decoupled weight decay is not folded in); a number sets p for every basin;
+6. basins are mixed by tempered free energy ("evidence", default: F_k = n beta_k L(w_k)
+   - p_k log rho(w_k) + lambda_k log(n beta_k), the leading terms of Watanabe's expansion; not
+   computed from SGD's masses, so the only choice not circular when the output is compared with
+   SGD) or by SGD mass ("reachability", SGD's own masses: for display, never for a comparison with
+   SGD);
+7. each draw is labelled by ASSIGNMENT, the nearest basin centroid of its function-space features
+   (``stats["basin"]``); the basin whose sampler produced it is ``stats["basin_start"]``.
 """
 
 from __future__ import annotations
@@ -27,6 +46,8 @@ import math
 import warnings
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
@@ -37,13 +58,21 @@ from fractalbayes.engine.sample import sample
 from fractalbayes.errors import ModelError
 from fractalbayes.model.target import Target
 from fractalbayes.samplers import sgd as sgd_kernel
-from fractalbayes.samplers.registry import Option, SamplerSpec, nested, register, replace_defaults
+from fractalbayes.samplers.registry import (
+    Option,
+    SamplerSpec,
+    nested,
+    register,
+    replace_defaults,
+)
 from fractalbayes.slt import diffusion, llc
 from fractalbayes.slt.llc import settings as llc_settings
 from fractalbayes.slt.tempering import basin_diffusion_coefficient
 from fractalbayes.stats.basins import FEATURES, find_basins, function_features
 
 WEIGHTS = ("reachability", "evidence")
+GAMMA_RULES = ("measured", "sgd")
+PRIOR_RULES = ("objective",)
 KERNELS = ("sgld", "nuts")
 
 SGD_OPTIONS = (
@@ -56,7 +85,11 @@ SGD_OPTIONS = (
 ) + replace_defaults(sgd_kernel.OPTIONS, learning_rate=0.05, objective="map")
 LLC_OPTIONS = replace_defaults(
     tuple(o for o in llc_settings.OPTIONS if o.name not in ("full_loss_every", "sampler_options")),
-    num_chains=2, num_draws=200, burn_in=100, localization=100.0)
+    num_chains=4, num_draws=2000, burn_in=500, localization=1.0)
+"""Calibrated on exact values at n beta = n / log n, n = 200 (docs/calibration.md, basin_llc): the
+former gamma = 100 with 2 x 200 draws gave 0.27 for a regular direction's 1/2 (exact under that
+localization 0.21) and ~0 for singular ones; gamma = 1 with 4 x 2000 draws is within ~0.05 of the
+exact localized values."""
 BASIN_OPTIONS = (
     Option("probe", None, checks.anything, "inputs whose predictions define basins; None: training inputs"),
     Option("feature", "labels", checks.choice(*FEATURES), "function-space feature clustered"),
@@ -68,9 +101,12 @@ OPTIONS = (
     Option("xi", 0.5, checks.positive(), "coarse-graining length xi of D_xi = xi^(2 - d_walk)"),
     Option("d_s", None, checks.optional(checks.positive()), "spectral dimension; None: measured from SGD"),
     Option("fractal_dim", "lambda", checks.choice(*diffusion.FRACTAL_DIMS), "d_f = lambda (paper) or 2 lambda"),
-    Option("gamma_eff", "sgd", checks.choice("sgd", also=checks.positive()),
-           "n beta_k = gamma_eff / D_k: 'sgd' (2B/eta, Mandt et al.) or a number (paper: 1)"),
-    Option("weights", "reachability", checks.choice(*WEIGHTS), "basin mixture: SGD masses or tempered evidence"),
+    Option("gamma_eff", "measured", checks.choice(*GAMMA_RULES, also=checks.positive()),
+           "n beta_k = gamma_eff / D_k: 'measured' (2Bd/(eta tr C_k)), 'sgd' (2B/eta) or a number (paper: 1)"),
+    Option("prior", "objective", checks.choice(*PRIOR_RULES, also=checks.positive(allow_zero=True)),
+           "prior power p_k in each basin: 'objective' (n beta_k / n for SGD's MAP objective, 0 for NLL) or a number"),
+    Option("weights", "evidence", checks.choice(*WEIGHTS),
+           "basin mixture: tempered evidence (non-circular) or SGD masses ('reachability')"),
     Option("kernel", "sgld", checks.choice(*KERNELS), "kernel sampling each basin"),
     Option("localization", 1.0, checks.positive(), "accessibility constraint (gamma/2)||w - w_k||^2"),
     Option("step_size", 1e-4, checks.positive(), "SGLD step size within a basin"),
@@ -194,10 +230,12 @@ def measured_d_s(sgd_run: Run, lambda_bar: float, *, xi: float, fractal_dim: str
     return float(d_s), record
 
 
-def tempered_free_energy(nbetas: np.ndarray, losses: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
-    """F_k = n beta_k L_n(w_k) + lambda_k log(n beta_k): the leading terms of the local free energy
-    -log ∫_{W_k} rho(w) exp(-n beta_k L_n(w)) dw (Watanabe 2009, Thm 6.7; Lau et al. 2023)."""
-    return nbetas * losses + lambdas * np.log(nbetas)
+def tempered_free_energy(nbetas: np.ndarray, losses: np.ndarray, lambdas: np.ndarray,
+                         prior_terms: np.ndarray | float = 0.0) -> np.ndarray:
+    """F_k = n beta_k L_n(w_k) - p_k log rho(w_k) + lambda_k log(n beta_k): the leading terms of the
+    local free energy -log ∫_{W_k} rho(w)^p_k exp(-n beta_k L_n(w)) dw (Watanabe 2009, Thm 6.7;
+    Lau et al. 2023). ``prior_terms`` is p_k log rho(w_k) (0: the prior left out)."""
+    return nbetas * losses - prior_terms + lambdas * np.log(nbetas)
 
 
 def mixture_weights(rule: str, masses_sgd: np.ndarray, free_energy: np.ndarray) -> np.ndarray:
@@ -218,25 +256,78 @@ def _sgd_ensemble(target: Target, sgd: dict, seed: int) -> Run:
     return sample(target, "sgd", seed=seed, checkpoint_start=run_args["burn_in"], **run_args, **options)
 
 
-def _gamma_eff(gamma_eff: Any, target: Target, sgd: dict) -> float:
-    return 2.0 * target.batch_size / float(sgd["learning_rate"]) if gamma_eff == "sgd" else float(gamma_eff)
+def _effective_rate(sgd: dict) -> float:
+    """eta / (1 - mu): constant SGD's rate, heavy-ball momentum mu folded in (Mandt et al. 2017, §4)."""
+    if sgd["optimizer"] != "sgd":
+        raise ModelError(f"gamma_eff 'measured' and 'sgd' hold for plain SGD (Mandt et al. 2017), not "
+                         f"{sgd['optimizer']!r}: pass gamma_eff=<number> or sgd={{'optimizer': 'sgd'}}")
+    return float(sgd["learning_rate"]) / (1.0 - float(sgd["momentum"]))
+
+
+def gradient_noise_trace(target: Target, position: np.ndarray, block: int = 64) -> float:
+    """tr C at ``position``: C = (1/n) sum_i (g_i - g_bar)(g_i - g_bar)^T, g_i = grad l_i the
+    per-example NLL gradient, over all n training examples (minibatches are drawn with replacement,
+    so Cov grad L_B = C / B exactly). Per-example gradients are vmapped in blocks of ``block`` rows."""
+
+    def build():
+        def one(z, row):
+            return jax.grad(lambda w: -target.log_lik(w, jax.tree.map(lambda v: v[None], row))[0])(z)
+
+        def trace(z):
+            grads = jax.lax.map(lambda row: one(z, row), target.data, batch_size=block)
+            centred = grads - grads.mean(axis=0)
+            return jnp.mean(jnp.sum(jnp.square(centred), axis=1))
+
+        return jax.jit(trace)
+
+    return float(target.memo(("fractal", "noise_trace"), build)(jnp.asarray(position, jnp.float32)))
+
+
+def _gamma_eff(rule: Any, target: Target, sgd: dict, centres: np.ndarray) -> tuple[np.ndarray, dict]:
+    """gamma_eff,k per basin and its record (module docstring, step 4)."""
+    k = len(centres)
+    if rule == "measured":
+        eta = _effective_rate(sgd)
+        traces = np.array([gradient_noise_trace(target, c) for c in centres])
+        if not np.all(np.isfinite(traces) & (traces > 0)):
+            raise ModelError(f"gamma_eff='measured': the per-example gradient covariance has trace {traces.tolist()} "
+                             f"at the basin centres (no gradient noise to measure); pass gamma_eff=<number>")
+        values = 2.0 * target.batch_size * target.dim / (eta * traces)
+        return values, {"rule": "measured", "values": values.tolist(), "noise_trace": traces.tolist(),
+                        "noise_per_dim": (traces / target.dim).tolist(), "eta_eff": eta, "batch_size": target.batch_size}
+    if rule == "sgd":
+        eta = _effective_rate(sgd)
+        return np.full(k, 2.0 * target.batch_size / eta), {"rule": "sgd", "value": 2.0 * target.batch_size / eta}
+    return np.full(k, float(rule)), {"rule": "given", "value": float(rule)}
+
+
+def _prior_powers(rule: Any, nbetas: np.ndarray, target: Target, sgd: dict) -> np.ndarray:
+    """p_k of rho^p_k in each basin (module docstring, step 5)."""
+    if rule == "objective":
+        return nbetas / target.n_data if sgd["objective"] == "map" else np.zeros_like(nbetas)
+    return np.full_like(nbetas, float(rule))
+
+
+def assign_draws(target: Target, basins: Any, positions: np.ndarray, probe: Any) -> np.ndarray:
+    """Basin of each draw (..., d) by assignment: nearest centroid of its function-space features."""
+    features = function_features(target, positions, probe, feature=basins.feature)
+    return basins.assign(features).reshape(positions.shape[:-1])
 
 
 def run_fractal(target: Target, config: RunConfig, progress: bool | None = None) -> Run:
     """The fractal-constrained sampler (see the module docstring); a Run labelled by basin.
 
     Called by ``fb.sample(target, "fractal", ...)`` with validated settings. The returned run's
-    ``stats["basin"]`` labels each draw; its ``basins`` group holds the SGD masses, weights,
-    lambda_k, D_k, n beta_k, free energies and centres; its checkpoints are those of the heaviest
-    basin's sampler. ``config.method`` records d_s (and how it was found), gamma_eff, the
-    steady-state report and k.
+    ``stats["basin"]`` labels each draw by assignment (``stats["basin_start"]``: the basin whose
+    sampler drew it); its ``basins`` group holds the SGD masses, weights, lambda_k, D_k,
+    gamma_eff,k, n beta_k, prior powers, free energies and centres; its checkpoints are those of
+    the heaviest basin's sampler. ``config.method`` records d_s (and how it was found), gamma_eff
+    (rule and values), the prior powers, the weights rule, the steady-state report and k.
     """
     opts = config.options
     sgd, llc_opts, basin_opts = opts["sgd"], opts["llc"], opts["basins"]
     num_chains, num_samples, burn_in, thin, seed = (config.num_chains, config.num_samples, config.burn_in,
                                                     config.thin, config.seed)
-    gamma_eff = _gamma_eff(opts["gamma_eff"], target, sgd)
-
     sgd_run = _sgd_ensemble(target, sgd, seed)
     stationarity = steady_state(sgd_run, llc_options=llc_opts)
     if not stationarity["stationary"]:
@@ -250,6 +341,7 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
     basins = find_basins(features, k=basin_opts["k"], k_range=tuple(basin_opts["k_range"]), seed=seed,
                          feature=basin_opts["feature"])
     centres = endpoints[basins.medoids]
+    gamma_eff, gamma_record = _gamma_eff(opts["gamma_eff"], target, sgd, centres)
     lambdas = basin_llcs(target, centres, llc_opts, seed)
     lambda_bar = float(np.sum(basins.masses * lambdas))
     if opts["d_s"] is None:
@@ -259,8 +351,10 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
         d_s, d_s_record = float(opts["d_s"]), {"given": True}
     diffusion_coefficients = basin_diffusion_coefficient(lambdas, opts["xi"], d_s, opts["fractal_dim"])
     nbetas = gamma_eff / diffusion_coefficients
+    powers = _prior_powers(opts["prior"], nbetas, target, sgd)
     losses = np.array([float(target.full_loss(c)) for c in centres])
-    free_energy = tempered_free_energy(nbetas, losses, lambdas)
+    log_priors = np.array([float(target.log_prior(c)) for c in centres])
+    free_energy = tempered_free_energy(nbetas, losses, lambdas, powers * log_priors)
     weights = mixture_weights(opts["weights"], basins.masses, free_energy)
 
     kernel_options = {"localization": opts["localization"]} | (
@@ -268,14 +362,15 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
     basin_runs = [
         sample(target, opts["kernel"], num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
                thin=thin, seed=seed + 1 + k, init=centres[k], center=centres[k], nbeta=float(nbetas[k]),
-               progress=progress, **kernel_options)
+               prior_power=float(powers[k]), progress=progress, **kernel_options)
         for k in range(basins.k)
     ]
     choice = np.random.default_rng(seed).choice(basins.k, size=(num_chains, num_samples), p=weights)
     pick = lambda arrays: np.choose(choice.reshape(choice.shape + (1,) * (arrays[0].ndim - 2)), arrays)  # noqa: E731
     positions = pick([r.positions for r in basin_runs])
     stats = {name: pick([r.stats[name] for r in basin_runs]) for name in basin_runs[0].stats}
-    stats["basin"] = choice
+    stats["basin_start"] = choice
+    stats["basin"] = assign_draws(target, basins, positions, probe)
     sites = {name: pick([r.sites[name] for r in basin_runs]) for name in basin_runs[0].sites}
     heaviest = basin_runs[int(np.argmax(weights))]
     group = xr.Dataset(
@@ -284,7 +379,9 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
             "weight": ("basin", weights),
             "llc": ("basin", lambdas),
             "D": ("basin", diffusion_coefficients),
+            "gamma_eff": ("basin", gamma_eff),
             "nbeta": ("basin", nbetas),
+            "prior_power": ("basin", powers),
             "loss": ("basin", losses),
             "free_energy": ("basin", free_energy),
             "medoid": ("basin", basins.medoids),
@@ -296,7 +393,10 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
     )
     record = {
         "probe": "given" if basin_opts["probe"] is not None else "training inputs",
-        "gamma_eff": gamma_eff,
+        "gamma_eff": gamma_record,
+        "prior_power": {"rule": opts["prior"], "values": powers.tolist()},
+        "weights": opts["weights"],
+        "labels": "assignment (nearest basin centroid in function space); basin_start: the sampler's basin",
         "d_s": d_s,
         "d_s_source": d_s_record,
         "steady_state": stationarity,

@@ -6,7 +6,7 @@ empirical loss L_n by sampling the localized, tempered posterior
 
     pi(w) ∝ exp( -n beta L_n(w) - (gamma / 2) ||w - w*||^2 ) rho(w)
 
-and reading off
+(with ``prior=False`` without rho, as devinterp's estimator) and reading off
 
     lambda_hat(w*) = n beta ( E_pi[L_n(w)] - L_n(w*) ),                              (1)
 
@@ -66,6 +66,8 @@ class LLCResult:
     step_size: float | None
     """SGLD/SGHMC step size h (BlackJAX's; devinterp's eps = 2 h); None for NUTS (adapted)."""
     sampler: str
+    prior: bool
+    """Was the model's prior inside the localized posterior? (False: devinterp's estimator.)"""
     loss_kind: str
     """"minibatch" or "full every k draws"."""
     mala_acceptance: float | None
@@ -106,7 +108,7 @@ class LLCResult:
                 "init_loss": self.init_loss, "nbeta": self.nbeta, "nbeta_rule": self.nbeta_rule,
                 "localization": self.localization,
                 "step_size": "adapted" if self.step_size is None else self.step_size,
-                "sampler": self.sampler, "loss_kind": self.loss_kind,
+                "sampler": self.sampler, "prior": int(self.prior), "loss_kind": self.loss_kind,
                 "mala_acceptance": "n/a" if self.mala_acceptance is None else self.mala_acceptance,
                 "r_hat": self.r_hat, "ess": self.ess, "num_diverged": int(self.diverged.sum()),
                 "warnings": json.dumps(list(self.warnings)),
@@ -136,7 +138,7 @@ def _result(chains: _Chains, center: np.ndarray, s: LLCSettings, train_info: Tra
     return LLCResult(
         mean=mean, std=std, mcse=mcse, per_chain=chains.per_chain, loss_trace=chains.loss_trace,
         init_loss=float(chains.init_loss[0]), center=center, nbeta=s.nbeta, nbeta_rule=s.nbeta_rule,
-        localization=s.localization, step_size=s.step_size, sampler=s.sampler,
+        localization=s.localization, step_size=s.step_size, sampler=s.sampler, prior=s.prior,
         loss_kind=s.loss_kind,
         mala_acceptance=chains.mala_acceptance, r_hat=r_hat, ess=ess, diverged=chains.diverged,
         warnings=tuple(messages), train_info=train_info, run=chains.run,
@@ -155,6 +157,7 @@ def estimate(
     burn_in: int = 500,
     thin: int = 1,
     sampler: str = "sgld",
+    prior: bool = True,
     seed: int = 0,
     full_loss_every: int | None = None,
     sampler_options: dict | None = None,
@@ -170,7 +173,8 @@ def estimate(
     (ignored by NUTS, which adapts its own during ``burn_in``). Chains start at the centre; after
     ``burn_in`` steps every ``thin``-th of ``num_draws * thin`` steps is a draw. The loss trace is
     the minibatch loss of each draw's step, or with ``full_loss_every=k`` the full-data loss at every
-    k-th draw. ``sampler_options`` go to the sampler (e.g. ``temperature``, ``schedule``,
+    k-th draw. ``prior=False`` leaves the model's prior out of pi (devinterp's estimator).
+    ``sampler_options`` go to the sampler (e.g. ``temperature``, ``schedule``,
     ``num_integration_steps``, ``target_acceptance_rate``); ``progress`` to ``fb.sample``.
 
     Health checks warn (:class:`LLCHealthWarning`, also listed in ``.warnings``) when chains diverge,
@@ -181,7 +185,7 @@ def estimate(
     """
     s = LLCSettings.build(
         target, nbeta=nbeta, localization=localization, step_size=step_size, num_chains=num_chains,
-        num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, full_loss_every=full_loss_every,
+        num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, prior=prior, full_loss_every=full_loss_every,
         sampler_options=sampler_options, seed=seed,
     )
     flat, train_info = _centre(target, center, train_options, s.seed)

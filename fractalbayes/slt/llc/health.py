@@ -48,14 +48,15 @@ def _build_mala(target: Target):
     it); sharing it keeps one model pass per point vmapped only over positions, which halves the
     compile time.
     """
-    grad_fn = tempered_log_density_and_grad(target, localized=True)  # exact for any localization, 0 included
+    # exact for any localization (0 included) and prior power (1 with the prior, 0 without)
+    grad_fn = tempered_log_density_and_grad(target, localized=True, prior_power=True)
     full_batch = target.batch_size == target.n_data
 
     def one(z, center, h, noise, batch, hyper):
-        nbeta, localization, temperature = hyper
-        (log_p, _), g = grad_fn(z, center, batch, nbeta, localization)
+        nbeta, localization, temperature, power = hyper
+        (log_p, _), g = grad_fn(z, center, batch, nbeta, localization, power)
         proposal = z + h * g + noise
-        (log_p_new, _), g_new = grad_fn(proposal, center, batch, nbeta, localization)
+        (log_p_new, _), g_new = grad_fn(proposal, center, batch, nbeta, localization, power)
         forward = jnp.sum(jnp.square(proposal - z - h * g)) / (4 * h * temperature)
         backward = jnp.sum(jnp.square(z - proposal - h * g_new)) / (4 * h * temperature)
         log_ratio = (log_p_new - log_p) / temperature + forward - backward
@@ -83,7 +84,7 @@ def _mala_acceptance(
     h = run.stats["step_size"][alive][:, index].reshape(-1)
     center = np.repeat(centers[alive], len(index), axis=0)
     key = jax.random.fold_in(jax.random.key(s.seed), 1)
-    hyper = (jnp.float32(s.nbeta), jnp.float32(s.localization), jnp.float32(temperature))
+    hyper = (jnp.float32(s.nbeta), jnp.float32(s.localization), jnp.float32(temperature), jnp.float32(s.prior))
     return float(np.mean(_mala_fn(target)(key, z, center, h, hyper)))
 
 

@@ -11,6 +11,9 @@ suite-file schema, so a setting's default, allowed values and error message live
 
 ``"n/log n"`` gives beta = 1 / log n, Watanabe's WBIC temperature (Watanabe 2013, JMLR 14),
 ``"batch"`` gives B / log B for minibatches of B (devinterp's default) and a number is taken as is.
+``prior=False`` drops rho from pi (prior power 0, :data:`fractalbayes.samplers.tempered.PRIOR_POWER`):
+devinterp's estimator, whose lambda_hat does not depend on the prior's scale along weakly
+identified directions.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from fractalbayes.samplers.registry import Option
 
 NBETA_RULES = ("n/log n", "batch")
 LLC_SAMPLERS = ("sgld", "sghmc", "nuts")
-SAMPLER_CLAIMS = ("nbeta", "localization", "center", "step_size")
+SAMPLER_CLAIMS = ("nbeta", "localization", "center", "step_size", "prior_power")
 """Sampler options the estimator sets itself; ``sampler_options`` may not set them."""
 
 _POSITIVE = checks.positive()
@@ -77,6 +80,8 @@ OPTIONS = (
     Option("burn_in", 500, checks.integer(0), "steps before the first draw"),
     Option("thin", 1, checks.integer(1), "steps per draw"),
     Option("sampler", "sgld", _sampler, "the kernel sampling the localized posterior"),
+    Option("prior", True, checks.kind(bool, want="True or False"),
+           "the model's prior inside the localized posterior (False: devinterp's estimator, no prior)"),
     Option("full_loss_every", None, checks.optional(checks.integer(1)),
            "full-data loss every k-th draw instead of the minibatch loss of each draw"),
     Option("sampler_options", None, _sampler_options, "further options of the sampler (temperature, schedule, ...)"),
@@ -123,6 +128,8 @@ class LLCSettings:
     burn_in: int
     thin: int
     sampler: str
+    prior: bool
+    """Is the model's prior rho in pi? (False: prior power 0, devinterp's estimator.)"""
     full_loss_every: int | None
     """Full-data loss every k-th draw; None for the minibatch loss of each draw."""
     sampler_options: dict = field(default_factory=dict)
@@ -158,6 +165,8 @@ class LLCSettings:
     def sampler_kwargs(self) -> dict[str, Any]:
         """The options ``fb.sample`` gets for the localized chains (nbeta, localization, step size)."""
         options = {"nbeta": self.nbeta, "localization": self.localization, **self.sampler_options}
+        if not self.prior:
+            options["prior_power"] = 0.0
         if self.step_size is not None:
             options["step_size"] = self.step_size
         return options

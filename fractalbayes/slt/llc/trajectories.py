@@ -59,6 +59,7 @@ def trajectory(
     burn_in: int = 200,
     thin: int = 1,
     sampler: str = "sgld",
+    prior: bool = True,
     seed: int = 0,
     full_loss_every: int | None = None,
     sampler_options: dict | None = None,
@@ -78,7 +79,7 @@ def trajectory(
     per_point = checks.count("chains_per_point", chains_per_point, 1)
     s = LLCSettings.build(
         target, nbeta=nbeta, localization=localization, step_size=step_size, num_chains=per_point,
-        num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, full_loss_every=full_loss_every,
+        num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, prior=prior, full_loss_every=full_loss_every,
         sampler_options=sampler_options, seed=seed,
     )
     if run.checkpoints.shape[-1] != target.dim:
