@@ -186,6 +186,10 @@ BAD_CALLS = [
     ("fractal", {"checkpoint_start": 100}, r"does not take \['checkpoint_start'\]"),
     ("fractal", {"init": "uniform"}, r"does not take \['init'\]"),
     ("fractal", {"record_window": (0, 5)}, r"does not take \['record_window'\]"),
+    pytest.param("fractal", {"devices": 1}, "method sets its own statistics and devices", marks=pytest.mark.xfail(
+        strict=True, reason="engine/sample.py refuses devices= for a method only when it builds a mesh, and "
+                            "devices=1 builds none: the check should be `devices is not None`")),
+    ("fractal", {"stats": "all"}, "method sets its own statistics and devices"),
     ("fractal", {"num_chains": 0}, "num_chains must be an integer >= 1, got 0"),
     ("fractal", {"num_samples": -1}, "num_samples must be an integer >= 1"),
     ("fractal", {"d_s": float("nan")}, "fractal: option d_s must be finite and > 0, got nan"),
@@ -201,7 +205,12 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("sampler, arguments, message", BAD_CALLS, ids=[f"{s}-{list(a)}" for s, a, _ in BAD_CALLS])
+def _id(case) -> str:
+    sampler, arguments, _ = case.values if hasattr(case, "values") else case
+    return f"{sampler}-{list(arguments)}"
+
+
+@pytest.mark.parametrize("sampler, arguments, message", BAD_CALLS, ids=[_id(c) for c in BAD_CALLS])
 def test_bad_arguments_are_a_model_error_before_any_work(conjugate, no_work, sampler, arguments, message):
     target, _, _ = conjugate
     with pytest.raises(fb.ModelError, match=message):
