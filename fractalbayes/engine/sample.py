@@ -156,8 +156,8 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
 
     init_key, warm_key, chain_key = jax.random.split(jax.random.key(config.seed), 3)
     positions0 = _initial_positions(target, init, num_chains, init_key)
-    chain_keys = jax.random.split(chain_key, num_chains)
-    states = jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper)
+    start, make_carry = _start_fns(kernel, target, len(record_steps))
+    states, chain_keys = start(positions0, chain_key, hyper)
     kept_stats = _stats_fields(stats, driver.info_fields(kernel, target, states, hyper))
     if kernel.warmup is not None:
         warm = warmup_fn(kernel, target)
@@ -165,16 +165,13 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
         states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
         jax.block_until_ready(states)
         timings["warmup_s"] = time.perf_counter() - tic
-        positions0 = jax.vmap(kernel.position)(states)
 
-    states = jax.tree.map(jnp.copy, states)  # distinct buffers: the carry is donated
     # about 20 progress updates; a power of two so that runs of similar length share executables
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
-    record = jnp.zeros((len(record_steps), num_chains, target.dim), positions0.dtype).at[0].set(positions0)
-    carry = Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1), jnp.full(num_chains, -1, jnp.int32))
+    carry = make_carry(states, chain_keys)
     carry = driver.shard_carry(carry, mesh)
     record_dev = jnp.asarray(record_steps, jnp.int32)
-    blocks = jnp.arange(draws_per_chunk, dtype=jnp.int32)
+    blocks = jnp.asarray(np.arange(draws_per_chunk, dtype=np.int32))
     show = progress if progress is not None else total_steps * num_chains >= 200_000
     bar = tqdm(total=total_steps, disable=not show, desc=f"{spec.name} ({num_chains} chains)", unit="step")
 
@@ -185,12 +182,12 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
     advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh), carry, hyper,
-                                              record_dev, jnp.int32(0), jnp.int32(1), blocks)
+                                              record_dev, np.int32(0), np.int32(1), blocks)
     outputs = []
     tic = time.perf_counter()
     for index, (num_steps, block_steps) in enumerate(calls):
         # dispatch is asynchronous: without a progress bar the host queues every chunk at once
-        carry, chunk_out = advance(carry, hyper, record_dev, jnp.int32(num_steps), jnp.int32(block_steps), blocks)
+        carry, chunk_out = advance(carry, hyper, record_dev, np.int32(num_steps), np.int32(block_steps), blocks)
         if index >= first_draw_call:
             outputs.append((num_steps // thin, chunk_out))
         if show:
@@ -218,9 +215,9 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
         checkpoints=np.asarray(carry.record).swapaxes(0, 1),
         checkpoint_steps=record_steps,
         diverged_at=diverged_at,
-        observed=target.observed_data(),
+        observed=target.memo("observed_data", target.observed_data),
         config=config,
-        versions=package_versions(),
+        versions=dict(target.memo("versions", package_versions)),
         target=target,
     )
     run.timings = timings | {"total_s": time.perf_counter() - start_time}
@@ -245,6 +242,28 @@ def _initial_positions(target: Target, init: Any, num_chains: int, key: jax.Arra
         f"init must be None/'prior', 'uniform', a dict of sites {list(target.latent_sites)}, or an "
         f"array of shape ({target.dim},) or ({num_chains}, {target.dim}); got shape {tuple(flat.shape)}"
     )
+
+
+def _start_fns(kernel: Any, target: Target, num_records: int):
+    """Two jitted functions (one dispatch each instead of a dozen eager ops per run):
+
+    ``start(positions0, chain_key, hyper) -> (states, chain_keys)``: per-chain keys and initial
+    states; ``carry(states, chain_keys) -> Carry``: the loop's carry, with fresh copies of the states
+    (the carry is donated) and the checkpoint buffer (K, chain, param) holding the positions at step 0.
+    """
+
+    def start(positions0, chain_key, hyper):
+        chain_keys = jax.random.split(chain_key, positions0.shape[0])
+        return jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper), chain_keys
+
+    def carry(states, chain_keys):
+        states = jax.tree.map(lambda x: jax.lax.optimization_barrier(x + jnp.zeros((), x.dtype)), states)
+        positions = jax.vmap(kernel.position)(states)
+        record = jnp.zeros((num_records,) + positions.shape, positions.dtype).at[0].set(positions)
+        return Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1),
+                     jnp.full(positions.shape[0], -1, jnp.int32))
+
+    return target.memo(("start", kernel, num_records), lambda: (jax.jit(start), jax.jit(carry)))
 
 
 def _constrain_fn(target: Target):
