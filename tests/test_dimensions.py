@@ -192,3 +192,17 @@ def test_brownian_walk_lets_the_sampler_read_the_slope():
     d_s, record = measured_d_s(run, 2.0, xi=0.5, fractal_dim="2lambda")
     assert record["source"] == "slope" and record["regime"] == "brownian"
     assert d_s == pytest.approx(4 * 2.0 * record["slope"])
+
+
+def test_table_reports_both_conventions_and_the_bound_is_d_s_at_most_d_f():
+    x = walks.brownian(20, STEPS, 2, seed=7)
+    result = fd.analyze(x, STEPS, llc=2.0, fractal_dim="2lambda", n_boot=50)
+    row = result.table().set_index(["model", "quantity"])["value"]
+    slope = result.slope
+    assert row[("derived", "d_f_paper")] == 2.0 and row[("derived", "d_f_textbook")] == 4.0
+    assert row[("derived", "d_s_paper")] == pytest.approx(4.0 * slope)
+    assert row[("derived", "d_s_textbook")] == pytest.approx(8.0 * slope) == pytest.approx(result.d_s)
+    # d_s <= d_f with d_f = 2 lambda_bar: 8 slope <= 4, i.e. slope <= 1/2 (not the old slope <= 1/4).
+    assert result.bound_holds == (8.0 * slope <= 4.0)
+    assert row[("measured", "d_f")] == pytest.approx(result.d_f, nan_ok=True)
+    assert result.to_arviz().attrs["regime"] == result.regime

@@ -27,8 +27,13 @@ from fractalbayes.slt.diffusion.fits import (
     fit_two_regime,
 )
 from fractalbayes.slt.diffusion.independent import DimensionEstimate, FractalDimension
-from fractalbayes.slt.diffusion.regime import REGIMES, Regime, SaturatingFit, fit_saturating
 from fractalbayes.slt.diffusion.plots import plot_displacement, plot_llc
+from fractalbayes.slt.diffusion.regime import (
+    REGIMES,
+    Regime,
+    SaturatingFit,
+    fit_saturating,
+)
 from fractalbayes.slt.diffusion.result import DiffusionResult
 
 __all__ = [

@@ -44,7 +44,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fractalbayes.errors import InputError
-from fractalbayes.slt.diffusion.dimensions import _check_fractal_dim, _lag_msd, _reduce_checkpoints
+from fractalbayes.slt.diffusion.dimensions import (
+    _check_fractal_dim,
+    _lag_msd,
+    _reduce_checkpoints,
+)
 from fractalbayes.slt.diffusion.fits import (
     _Bootstrap,
     _log_thin,

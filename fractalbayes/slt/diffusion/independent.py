@@ -27,7 +27,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize
 
-from fractalbayes.slt.diffusion.fits import _Bootstrap, _log_thin, _percentile_ci, fit_power_law
+from fractalbayes.slt.diffusion.fits import (
+    _Bootstrap,
+    _log_thin,
+    _percentile_ci,
+    fit_power_law,
+)
 
 _BLOCK = 512
 _MIN_RETURNS = 10  # chains within xi per fitted lag: relative error <= 1/sqrt(10) per point

@@ -168,7 +168,7 @@ class DiffusionResult:
         return bool(self.d_s <= _fractal_dimension(self.lambda_bar, self.fractal_dim))
 
     @property
-    def D_xi(self) -> float:  # noqa: N802 (the paper's symbol)
+    def D_xi(self) -> float:
         """Eq. 4: D_xi = xi^(2 - d_walk)."""
         return effective_diffusion(self.xi, self.d_walk)
 
