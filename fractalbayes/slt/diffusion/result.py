@@ -154,7 +154,10 @@ class DiffusionResult:
 
     @property
     def d_s(self) -> float:
-        """Spectral dimension from the slope, eq. 7: d_s = 2 d_f slope (NaN without an LLC)."""
+        """Spectral dimension from the slope, eq. 7: d_s = 2 d_f slope (NaN without an LLC).
+
+        Computed whatever the regime; it is a dimension only when ``regime`` is not "confined"
+        (a plateau's slope depends on the window; the fractal sampler refuses to use it)."""
         if self.lambda_bar is None:
             return float("nan")
         return spectral_dimension(self.slope, self.lambda_bar, self.fractal_dim)
