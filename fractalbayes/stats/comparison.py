@@ -1,25 +1,44 @@
-"""How close is each sampler's weight distribution to a reference: one table, three views.
+"""How close is each sampler's distribution to one or several references: one table, three views,
+every distance beside its noise floor.
 
-Per arm against the reference run (Izmailov et al. 2021 for the function-space view):
-- chain health: min ESS bulk / tail, max R-hat (arviz-stats), diverging draws, dropped chains;
-- weight space (flat unconstrained positions, each arm subsampled to ``max_draws`` with a recorded
-  seed): sum of marginal Wasserstein-1 (arviz-stats, joint=False), sliced Wasserstein, RBF-MMD with
-  a permutation p-value, KL between Gaussian fits, ArviZ's 1-nearest-neighbour KL;
+Per arm against each reference run (Izmailov et al. 2021 for the function-space view):
+- chain health: min ESS bulk / tail, max R-hat (arviz-stats), diverging draws, dropped chains, and
+  whether it passes ArviZ's thresholds (R-hat <= 1.01, bulk ESS >= 400: ``converged``) or fails them
+  because its chains sit apart, each stationary (``chains_apart``: chain means more than
+  ``SEPARATED`` within-chain sd apart while each chain's two halves agree within ``STATIONARY`` sd);
+- weight space (flat unconstrained positions, each chain thinned evenly to ``max_draws / chains``
+  draws): sum of marginal Wasserstein-1 (arviz-stats), sliced Wasserstein, Gaussian-fit KL,
+  ArviZ's 1-nearest-neighbour KL, and the MMD^2 of :func:`fractalbayes.stats.mmd.mmd_test` with its
+  MCMC-valid p-value (whole chains permuted, or draws thinned to the ESS; ``mmd_p_value``);
 - function space on probe inputs: top-1 agreement and total variation of the mean predictive
-  distribution (classifiers), Wasserstein-1 of predictive samples (regression);
+  (classifiers), Wasserstein-1 of predictive samples (regression);
 - basin masses when both runs carry basin labels (the fractal sampler): KL / JS / Wasserstein.
 
-`compare_figures` draws the marginal overlays, a pair plot and basin-mass bars.
+Every distance ``s`` comes with ``s_floor``, the same statistic between two halves of the reference
+(:func:`fractalbayes.stats.noise.split_half_floor`: by chains, so autocorrelation is respected), and
+``s_beyond_floor``: True when the arm is farther from the reference than the reference is from
+itself (for agreement, a higher value means closer, so True when it is below its floor). Plug-in
+distances are biased upward (Gaussian KL by about d(d + 3) / 2n nats, docs/calibration.md); a
+value under its floor is no evidence of a difference. An arm ``agrees`` with a reference when its
+MMD test does not reject at ``ALPHA`` and no distance is beyond its floor.
+
+``reference`` may be one arm (rows indexed by arm, as before) or several (``reference=["nuts",
+"sgd"]``), and ``pairwise=True`` takes every arm as a reference in turn (the full matrix): then the
+rows are indexed by (reference, arm).
+
+`compare_figures` draws the marginal overlays, a forest plot, one pair plot with every arm overlaid
+and basin-mass bars, each with a legend naming the arms.
 
 Every view uses only each run's finite, never-diverged chains (``dropped_chains`` says how many
 were left out, with a warning); ``include_diverged=True`` keeps them all.
 
 Not ``arviz_stats.compare``: that ranks *models* by their expected log predictive density (LOO);
-this compares *samplers'* distributions on one model against a reference run.
+this compares *samplers'* distributions on one model against reference runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,38 +50,81 @@ from fractalbayes.model.predict import class_probabilities, predictive_samples
 from fractalbayes.model.target import Target
 from fractalbayes.stats import metrics
 from fractalbayes.stats.diagnostics import healthy, summary
+from fractalbayes.stats.mmd import median_heuristic, mmd_test, pairwise_sq_dists
+from fractalbayes.stats.noise import split_half_floor, split_halves
+
+ALPHA = 0.05
+"""Level of the MMD test behind ``agrees``."""
+R_HAT_MAX = 1.01
+ESS_MIN = 400
+"""ArviZ's recommended thresholds (Vehtari et al. 2021): R-hat <= 1.01 and bulk ESS >= 400."""
+SEPARATED = 3.0
+"""Chain means this many within-chain sd apart (worst coordinate) count as chains sitting apart."""
+STATIONARY = 1.0
+"""...provided each chain's two halves agree within this many within-chain sd (no drift)."""
+HIGHER_IS_CLOSER = ("agreement",)
+"""Statistics where a larger value means closer (the floor is a lower bar)."""
 
 
-def _subsample(positions: np.ndarray, max_draws: int, rng: np.random.Generator) -> np.ndarray:
-    flat = positions.reshape(-1, positions.shape[-1])
-    if flat.shape[0] <= max_draws:
-        return flat
-    return flat[np.sort(rng.choice(flat.shape[0], max_draws, replace=False))]
+def thin_chains(positions: np.ndarray, max_draws: int) -> np.ndarray:
+    """(chains, draws, dim) thinned evenly to about ``max_draws`` in all (at least 2 per chain)."""
+    chains, draws = positions.shape[:2]
+    keep = min(draws, max(2, max_draws // chains))
+    index = np.unique(np.linspace(0, draws - 1, keep).round().astype(int))
+    return np.asarray(positions[:, index], float)
 
 
-def chain_health(run: Run) -> dict[str, float]:
-    """Min ESS bulk/tail and max R-hat over all posterior sites, and the count of diverging draws
-    (of the chains given: `compare` passes the healthy ones)."""
+def chain_separation(positions: np.ndarray) -> tuple[float, float]:
+    """(separation, drift): the largest over coordinates of sd(chain means) / within-chain sd, and of
+    |mean of a chain's first half - its second half| / within-chain sd. Chains in different basins
+    have a large separation and a small drift; a chain still travelling has a large drift."""
+    x = np.asarray(positions, float)
+    if x.shape[0] < 2 or x.shape[1] < 4:
+        return float("nan"), float("nan")
+    within = np.sqrt(x.var(axis=1, ddof=1).mean(axis=0)) + 1e-12
+    separation = x.mean(axis=1).std(axis=0, ddof=1) / within
+    half = x.shape[1] // 2
+    drift = np.abs(x[:, :half].mean(axis=1) - x[:, half:].mean(axis=1)).max(axis=0) / within
+    return float(separation.max()), float(drift.max())
+
+
+def chain_health(run: Run) -> dict[str, Any]:
+    """Min ESS bulk/tail, max R-hat over all posterior sites, the count of diverging draws (of the
+    chains given: `compare` passes the healthy ones), ``converged`` (ArviZ's thresholds) and
+    ``chains_apart`` (R-hat fails because chains sit in different places, each stationary)."""
     table = summary({"run": run}, kind="diagnostics", include_diverged=True)
+    r_hat = float(table["r_hat"].max()) if run.num_chains > 1 else float("nan")
+    ess = float(table["ess_bulk"].min())
+    separation, drift = chain_separation(run.positions)
     return {
-        "ess_bulk_min": float(table["ess_bulk"].min()),
+        "ess_bulk_min": ess,
         "ess_tail_min": float(table["ess_tail"].min()),
-        "r_hat_max": float(table["r_hat"].max()) if run.num_chains > 1 else float("nan"),
+        "r_hat_max": r_hat,
         "diverging": int(np.sum(run.stats["diverging"])),
+        "converged": bool(r_hat <= R_HAT_MAX and ess >= ESS_MIN),
+        "chain_separation": separation,
+        "chains_apart": bool(r_hat > R_HAT_MAX and separation > SEPARATED and drift < STATIONARY),
     }
 
 
-def weight_distances(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict[str, float]:
-    """Distances between two flat weight sample sets (n, d) and (m, d)."""
-    mmd = metrics.mmd_rbf(x, y, seed=seed)
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+def weight_statistics(seed: int) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """The weight-space distances on (chains, draws, dim) draws (MMD added per reference)."""
     return {
-        "wasserstein_marginal": metrics.marginal_wasserstein(x, y, seed=seed),
-        "sliced_wasserstein": metrics.sliced_wasserstein(x, y, seed=seed),
-        "mmd": mmd.statistic,
-        "mmd_p_value": mmd.p_value,
-        "gaussian_kl": metrics.gaussian_kl(x, y),
-        "nn_kl": metrics.nn_kl(x, y, seed=seed),
+        "wasserstein_marginal": lambda x, y: metrics.marginal_wasserstein(_flat(x), _flat(y), seed=seed),
+        "sliced_wasserstein": lambda x, y: metrics.sliced_wasserstein(_flat(x), _flat(y), seed=seed),
+        "gaussian_kl": lambda x, y: metrics.gaussian_kl(_flat(x), _flat(y)),
+        "nn_kl": lambda x, y: metrics.nn_kl(_flat(x), _flat(y), seed=seed),
     }
+
+
+def _mmd_statistic(bandwidth: float, seed: int) -> Callable[[np.ndarray, np.ndarray], float]:
+    # one random split: only the observed statistic is used (the floor needs no p-value)
+    return lambda x, y: mmd_test(x, y, method="chains", bandwidth=bandwidth, num_permutations=1,
+                                 max_draws_per_chain=x.shape[1], seed=seed).statistic
 
 
 def _is_classifier(target: Target, probe) -> bool:
@@ -73,13 +135,31 @@ def _is_classifier(target: Target, probe) -> bool:
     return True
 
 
-def function_distances(target: Target, x: np.ndarray, y: np.ndarray, probe) -> dict[str, float]:
-    """Predictive agreement and total variation (classifiers) or predictive W1 (regression)."""
-    if _is_classifier(target, probe):
-        p, q = class_probabilities(target, x, probe), class_probabilities(target, y, probe)
-        return {"agreement": metrics.predictive_agreement(p, q), "predictive_tv": metrics.predictive_tv(p, q)}
-    p, q = predictive_samples(target, x, probe, seed=0), predictive_samples(target, y, probe, seed=1)
-    return {"predictive_wasserstein": metrics.predictive_wasserstein(p.reshape(len(p), -1), q.reshape(len(q), -1))}
+def predictions(target: Target, draws: np.ndarray, probe, classifier: bool, seed: int) -> np.ndarray:
+    """Class probabilities or predictive samples of (chains, draws, dim) draws, flattened per draw to
+    (chains, draws, features) so that whole chains can be split (probe-major, classes last)."""
+    flat = _flat(draws)
+    if classifier:
+        out = class_probabilities(target, flat, probe)
+    else:
+        out = predictive_samples(target, flat, probe, seed=seed)
+    return np.asarray(out).reshape(*draws.shape[:2], -1)
+
+
+def function_statistics(classifier: bool, num_classes: int = 2) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Function-space statistics on :func:`predictions` of two arms."""
+    def merge(a: np.ndarray) -> np.ndarray:
+        flat = a.reshape(-1, a.shape[-1])
+        return flat.reshape(len(flat), -1, num_classes) if classifier else flat
+    if classifier:
+        return {"agreement": lambda p, q: metrics.predictive_agreement(merge(p), merge(q)),
+                "predictive_tv": lambda p, q: metrics.predictive_tv(merge(p), merge(q))}
+    return {"predictive_wasserstein": lambda p, q: metrics.predictive_wasserstein(merge(p), merge(q))}
+
+
+def num_classes(target: Target, probe) -> int:
+    """Classes of a classifier's predictive distribution on ``probe``."""
+    return int(class_probabilities(target, np.zeros((1, target.dim), np.float32), probe).shape[-1])
 
 
 def basin_masses(run: Run) -> np.ndarray | None:
@@ -90,62 +170,154 @@ def basin_masses(run: Run) -> np.ndarray | None:
     return np.bincount(labels, minlength=labels.max() + 1) / labels.size
 
 
+def _masses(labels: np.ndarray, k: int) -> np.ndarray:
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    return np.bincount(labels, minlength=k) / labels.size
+
+
+def beyond(name: str, value: float, floor: float) -> bool:
+    """Whether ``value`` is farther than its noise ``floor`` (below it for agreement)."""
+    if not (np.isfinite(value) and np.isfinite(floor)):
+        return False  # no floor to compare with: nothing resolved
+    return bool(value < floor) if name in HIGHER_IS_CLOSER else bool(value > floor)
+
+
+def _with_floors(values: dict[str, float], floors: dict[str, float]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in values.items():
+        row |= {name: value, f"{name}_floor": floors[name], f"{name}_beyond_floor": beyond(name, value, floors[name])}
+    return row
+
+
+def _one_reference(runs: dict[str, Run], reference: str, draws: dict[str, np.ndarray],
+                   preds: dict[str, np.ndarray] | None, classes: int, health: dict[str, dict],
+                   dropped: dict[str, int], seed: int) -> pd.DataFrame:
+    ref = draws[reference]
+    bandwidth = median_heuristic(np.asarray(pairwise_sq_dists(_flat(ref).astype(np.float32))))
+    weights = weight_statistics(seed) | {"mmd": _mmd_statistic(bandwidth, seed)}
+    floors = {name: split_half_floor(ref, stat) for name, stat in weights.items()}
+    functions = function_statistics(classes > 0, classes) if preds is not None else {}
+    floors |= {name: split_half_floor(preds[reference], stat) for name, stat in functions.items()}
+    ref_labels = runs[reference].stats.get("basin")
+    ref_masses = basin_masses(runs[reference])
+    rows = {}
+    for name, run in runs.items():
+        row = dict(health[name]) | {"num_draws": run.num_chains * run.num_draws, "dropped_chains": dropped[name]}
+        if name != reference:
+            values = {stat: f(draws[name], ref) for stat, f in weight_statistics(seed).items()}
+            test = mmd_test(draws[name], ref, bandwidth=bandwidth, max_draws_per_chain=ref.shape[1], seed=seed)
+            values["mmd"] = test.statistic
+            values |= {stat: f(preds[name], preds[reference]) for stat, f in functions.items()}
+            row |= _with_floors(values, floors) | {"mmd_p_value": test.p_value, "mmd_method": test.method}
+            masses = basin_masses(run)
+            if masses is not None and ref_masses is not None and len(masses) == len(ref_masses):
+                k = len(ref_masses)
+                halves = [_masses(h, k) for h in split_halves(np.asarray(ref_labels)[..., None])]
+                half_div = metrics.mass_divergences(*halves)
+                for key, value in metrics.mass_divergences(ref_masses, masses).items():
+                    row |= _with_floors({f"basin_{key}": value}, {f"basin_{key}": half_div[key]})
+            row["beyond_floor"] = ", ".join(s for s in values if row[f"{s}_beyond_floor"])
+            row["agrees"] = bool(test.p_value >= ALPHA and not row["beyond_floor"])
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "arm"
+    return table
+
+
 def compare(
     runs: dict[str, Run],
-    reference: str = "nuts",
+    reference: str | Sequence[str] = "nuts",
     probe=None,
     *,
+    pairwise: bool = False,
     target: Target | None = None,
     max_draws: int = 1000,
     seed: int = 0,
     include_diverged: bool = False,
 ) -> pd.DataFrame:
-    """One row per arm: chain health, weight-space and function-space distances to `reference`.
+    """Chain health, and weight- and function-space distances with their noise floors, of every arm
+    against ``reference`` (see the module docstring for the columns).
 
-    ``probe`` (inputs for the model's first data argument) enables the function-space columns; it
-    needs the target, taken from the runs (``run.target``) or given. Draws are subsampled to
-    ``max_draws`` per arm with ``seed`` (scipy's joint Wasserstein is too slow for defaults, so the
-    marginal and sliced versions are used). Diverged or non-finite chains are left out of every
-    column (``dropped_chains`` counts them) unless ``include_diverged``.
+    Args:
+        runs: arm name -> Run, all of one target.
+        reference: the reference arm, or several (``["nuts", "sgd"]``).
+        probe: inputs for the model's first data argument; enables the function-space columns (needs
+            the target, taken from the runs or given as ``target``).
+        pairwise: every arm is a reference in turn (the full pairwise matrix); ``reference`` ignored.
+        max_draws: draws per arm (each chain thinned evenly, so chains stay whole for the MMD test
+            and the split-half floors).
+        seed: seed of the statistics' random projections and permutations.
+        include_diverged: keep diverged or non-finite chains (by default they are left out of every
+            column and counted in ``dropped_chains``).
+
+    Returns:
+        One row per arm (index "arm") for a single reference; rows indexed by (reference, arm)
+        for several or ``pairwise``. ``attrs`` records the references, max_draws and seed.
 
     Not ``arviz_stats.compare`` (which ranks models by LOO): this compares samplers of one model.
     """
-    if reference not in runs:
-        raise InputError(f"reference {reference!r} is not among the runs {sorted(runs)}")
+    references = list(runs) if pairwise else ([reference] if isinstance(reference, str) else list(reference))
+    if not references:
+        raise InputError("no reference given: pass reference='nuts' (an arm), a list of arms, or pairwise=True")
+    for name in references:
+        if name not in runs:
+            raise InputError(f"reference {name!r} is not among the runs {sorted(runs)}")
     fingerprints = {name: run.config.target.fingerprint for name, run in runs.items()}
     if len(set(fingerprints.values())) > 1:
         raise InputError(f"runs sample different targets (fingerprints {fingerprints}); compare runs of one target")
-    target = target or runs[reference].target or next((r.target for r in runs.values() if r.target), None)
+    target = target or next((runs[r].target for r in references if runs[r].target), None) or next(
+        (r.target for r in runs.values() if r.target), None)
     if probe is not None and target is None:
         raise InputError("function-space comparison needs the target: pass target=... (runs loaded from disk carry none)")
     kept = {name: healthy(name, run, include_diverged) for name, run in runs.items()}
     dropped = {name: d for name, (_, d) in kept.items()}
     runs = {name: run for name, (run, _) in kept.items()}
-    rng = np.random.default_rng(seed)
-    draws = {name: _subsample(run.positions, max_draws, rng) for name, run in runs.items()}
-    ref_masses = basin_masses(runs[reference])
-    rows = {}
-    for name, run in runs.items():
-        row = chain_health(run) | {"num_draws": run.num_chains * run.num_draws, "dropped_chains": dropped[name]}
-        if name != reference:
-            row |= weight_distances(draws[name], draws[reference], seed=seed)
-            if probe is not None:
-                row |= function_distances(target, draws[name], draws[reference], probe)
-            masses = basin_masses(run)
-            if masses is not None and ref_masses is not None and len(masses) == len(ref_masses):
-                row |= {f"basin_{k}": v for k, v in metrics.mass_divergences(ref_masses, masses).items()}
-        rows[name] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "arm"
-    table.attrs = {"reference": reference, "max_draws": max_draws, "seed": seed}
+    draws = {name: thin_chains(run.positions, max_draws) for name, run in runs.items()}
+    health = {name: chain_health(run) for name, run in runs.items()}
+    classifier = probe is not None and _is_classifier(target, probe)
+    classes = num_classes(target, probe) if classifier else 0
+    preds = None if probe is None else {
+        name: predictions(target, d, probe, classifier, seed) for name, d in draws.items()}
+    tables = {ref: _one_reference(runs, ref, draws, preds, classes, health, dropped, seed) for ref in references}
+    single = isinstance(reference, str) and not pairwise
+    table = tables[reference] if single else pd.concat(tables, names=["reference", "arm"])
+    table.attrs = {"reference": reference if single else references, "max_draws": max_draws, "seed": seed}
     return table
 
 
-def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None, pair_arm: str | None = None,
-                    max_pair_dims: int = 4, include_diverged: bool = False) -> dict[str, Any]:
-    """Figures of a comparison: marginal overlays of every arm (arviz-plots `plot_dist`), a pair plot
-    of one arm's first few unconstrained coordinates (`plot_pair`) and, when runs carry basin labels,
-    basin-mass bars, from the healthy chains unless ``include_diverged``. Returns {name:
+def verdicts(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per reference of a :func:`compare` table: the arms that agree with it, those that differ
+    (with the statistics beyond their floors and the MMD p-value), and its health."""
+    frame = table if isinstance(table.index, pd.MultiIndex) else pd.concat({table.attrs["reference"]: table},
+                                                                          names=["reference", "arm"])
+    out = {}
+    for ref, part in frame.groupby(level="reference", sort=False):
+        part = part.droplevel("reference")
+        others = part.drop(index=ref)
+        out[ref] = {
+            "agree": [a for a in others.index if bool(others.loc[a, "agrees"])],
+            "differ": {a: {"beyond_floor": others.loc[a, "beyond_floor"], "mmd_p_value": float(others.loc[a, "mmd_p_value"])}
+                       for a in others.index if not bool(others.loc[a, "agrees"])},
+            "health": {k: part.loc[ref, k] for k in ("r_hat_max", "ess_bulk_min", "converged", "chains_apart")},
+        }
+    return out
+
+
+def _legend(collection: Any, title: str) -> Any:
+    """The PlotCollection's matplotlib figure with a legend naming the arms and a title."""
+    collection.add_legend("model", title="arm", loc="upper right", bbox_to_anchor=(1.0, 1.0))
+    figure = collection.get_viz("figure")
+    figure.suptitle(title, x=0.01, ha="left", fontsize=11)
+    return collection
+
+
+def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None, max_pair_dims: int = 4,
+                    max_forest: int = 12, include_diverged: bool = False) -> dict[str, Any]:
+    """Figures of a comparison, from the healthy chains unless ``include_diverged``; each names every
+    arm in its legend: marginal overlays (arviz-plots ``plot_dist``), a forest plot of every arm's
+    credible intervals (``plot_forest``, the first ``max_forest`` entries of the site), ONE pair plot
+    of the first ``max_pair_dims`` unconstrained coordinates with every arm overlaid (``plot_pair``)
+    and, when runs carry basin labels, basin-mass bars with integer basin ticks. Returns {name:
     PlotCollection or matplotlib Figure}; each has ``savefig``."""
     import arviz_plots
     import matplotlib.pyplot as plt
@@ -154,18 +326,38 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
     runs = {name: healthy(name, run, include_diverged)[0] for name, run in runs.items()}
     trees = {name: run.to_arviz(log_likelihood=False) for name, run in runs.items()}
     names = var_names or [next(iter(next(iter(runs.values())).sites))]
-    figures: dict[str, Any] = {"marginals": arviz_plots.plot_dist(trees, var_names=names)}
-    arm = pair_arm or next(iter(runs))
-    z = runs[arm].positions[..., :max_pair_dims]
-    coordinates = xr.Dataset({f"z{i}": (("chain", "draw"), z[..., i]) for i in range(z.shape[-1])})
-    figures["pairs"] = arviz_plots.plot_pair(xr.DataTree.from_dict({"posterior": coordinates}))
+    figures: dict[str, Any] = {"marginals": _legend(arviz_plots.plot_dist(trees, var_names=names),
+                                                    f"Marginals of {', '.join(names)} by arm")}
+    site = runs[next(iter(runs))].sites[names[0]]
+    coords = {}
+    if site.ndim > 2 and int(np.prod(site.shape[2:])) > max_forest:
+        dim = next(d for d in trees[next(iter(trees))]["posterior"][names[0]].dims if d not in ("chain", "draw"))
+        coords = {dim: list(range(min(max_forest, site.shape[2])))}
+    forest = arviz_plots.plot_forest(trees, var_names=names[:1], coords=coords or None)
+    figures["forest"] = _legend(forest, f"94% intervals of {names[0]} by arm")
+    dims = min(max_pair_dims, next(iter(runs.values())).positions.shape[-1])
+    pair_trees = {name: xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {f"z{i}": (("chain", "draw"), thin_chains(run.positions, 400)[..., i]) for i in range(dims)})})
+        for name, run in runs.items()}
+    figures["pairs"] = _legend(arviz_plots.plot_pair(pair_trees, marginal=False),
+                               f"Unconstrained coordinates z0..z{dims - 1}, every arm")
     masses = {name: m for name, run in runs.items() if (m := basin_masses(run)) is not None}
     if masses:
         fig, ax = plt.subplots(figsize=(6, 3.5))
+        k = max(len(m) for m in masses.values())
         width = 0.8 / len(masses)
         for i, (name, m) in enumerate(masses.items()):
-            ax.bar(np.arange(len(m)) + i * width, m, width, label=name)
-        ax.set(xlabel="basin", ylabel="mass")
-        ax.legend()
+            ax.bar(np.arange(len(m)) + (i - (len(masses) - 1) / 2) * width, m, width, label=name)
+        ax.set_xticks(np.arange(k))
+        ax.set(xlabel="basin", ylabel="mass (fraction of draws)", title="Basin masses by arm")
+        ax.legend(title="arm")
+        fig.tight_layout()
         figures["basin_masses"] = fig
     return figures
+
+
+def legend_labels(figure: Any) -> list[str]:
+    """Every legend entry of a figure (matplotlib Figure or PlotCollection): its own and its axes'."""
+    figure = figure.get_viz("figure") if hasattr(figure, "get_viz") else figure
+    legends = list(figure.legends) + [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
