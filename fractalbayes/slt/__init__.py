@@ -5,7 +5,7 @@ The exact values (`regular_learning_coefficient`, ..., `exact_tempered_loss`) ar
 from `slt.exact`; `slt.llc`, `slt.diffusion` and `slt.tempering` are the estimators.
 """
 
-from fractalbayes.slt import diffusion, llc, tempering
+from fractalbayes.slt import diffusion, llc, tempering, walks
 from fractalbayes.slt.exact import (
     dln_learning_coefficient,
     exact_tempered_loss,
@@ -23,4 +23,5 @@ __all__ = [
     "regular_learning_coefficient",
     "rrr_learning_coefficient",
     "tempering",
+    "walks",
 ]
