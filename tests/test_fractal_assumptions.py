@@ -68,7 +68,8 @@ def fractal_and_sgd(regression):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = fb.sample(target, "fractal", num_chains=4, num_samples=1000, burn_in=300, seed=0, kernel="nuts",
-                        d_s=1.0, xi=1.0, localization=1e-3, sgd=SGD, llc={"nbeta": 20.0, "num_draws": 200, "burn_in": 100},
+                        d_s=1.0, xi=1.0, localization=1e-3, sgd=SGD,
+                        llc={"nbeta": 20.0, "num_draws": 200, "burn_in": 100},
                         basins={"feature": "weights", "k_range": (2, 2)})
     sgd = fb.sample(target, "sgd", seed=0, objective="map", **SGD)
     return run, sgd
@@ -138,8 +139,8 @@ def test_draws_are_labelled_by_assignment(fractal_and_sgd):
     assert run.config.method["labels"].startswith("assignment")
     # evidence weights (the default) come from the free energies, not from SGD's masses
     free = basins["free_energy"].values
-    np.testing.assert_allclose(basins["weight"].values, np.exp(-(free - free.min())) / np.exp(-(free - free.min())).sum(),
-                               rtol=1e-10)
+    boltzmann = np.exp(-(free - free.min()))
+    np.testing.assert_allclose(basins["weight"].values, boltzmann / boltzmann.sum(), rtol=1e-10)
     assert run.config.method["weights"] == "evidence"
     # both basins of one Gaussian split it in halves: assignment is not the start label
     assert set(np.unique(assigned)) == {0, 1} and np.any(assigned != start)

@@ -96,8 +96,8 @@ def nuts_kernel(target: Target, max_num_doublings: int, target_acceptance_rate: 
 
 
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, NUTSHyper]:
-    numbers = NUTSHyper(tempered.nbeta(target, opts), opts["localization"], tempered.center("nuts", target, opts["center"]),
-                        tempered.prior_power(opts))
+    numbers = NUTSHyper(tempered.nbeta(target, opts), opts["localization"],
+                        tempered.center("nuts", target, opts["center"]), tempered.prior_power(opts))
     structure = (opts["max_num_doublings"], opts["target_acceptance_rate"], numbers.prior_power != 1.0)
     return target.memo(("nuts", *structure), lambda: nuts_kernel(target, *structure)), numbers
 
