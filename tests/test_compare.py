@@ -6,7 +6,12 @@ from arviz_stats.base import array_stats
 
 import fractalbayes as fb
 from fractalbayes.stats import metrics
-from fractalbayes.stats.comparison import compare_figures
+from fractalbayes.stats.comparison import (
+    chain_separation,
+    compare_figures,
+    legend_labels,
+    verdicts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +33,10 @@ def test_compare_table_has_every_view(arms, conjugate):
     # SGD iterates concentrate far below the posterior's spread; SGLD samples it: SGD is farther
     assert table.loc["sgd", "gaussian_kl"] > table.loc["sgld", "gaussian_kl"]
     assert table.loc["sgd", "sliced_wasserstein"] > table.loc["sgld", "sliced_wasserstein"]
-    # SGD's draws are far from the posterior: MMD 40x SGLD's, and the permutation test rejects at
-    # its smallest p-value (1/201: 200 permutations)
-    assert table.loc["sgd", "mmd"] > 10 * table.loc["sgld", "mmd"] and table.loc["sgd", "mmd_p_value"] < 0.01
+    # SGD's draws are far from the posterior: MMD 40x SGLD's, and the chain-permutation test
+    # (4 + 4 chains, 70 splits, a split and its complement tie) rejects at its smallest p, 2/70
+    assert table.loc["sgd", "mmd"] > 10 * table.loc["sgld", "mmd"]
+    assert table.loc["sgd", "mmd_p_value"] == pytest.approx(2 / 70) and table.loc["sgld", "mmd_p_value"] > 0.05
     assert (table["num_draws"] == [2000, 800, 4000]).all()
     assert table.attrs == {"reference": "nuts", "max_draws": 500, "seed": 0}
 
@@ -39,7 +45,7 @@ def test_compare_rejects_other_targets_and_missing_reference(conjugate):
     target, _, _ = conjugate
     other = fb.data.linear_teacher(30, 3, seed=5)
     elsewhere = fb.from_numpyro(fb.models.linear_regression, other.x_train, other.y_train)
-    quick = dict(num_chains=2, num_samples=20, burn_in=10)
+    quick = {"num_chains": 2, "num_samples": 20, "burn_in": 10}
     runs = {"a": fb.sample(target, "sgld", **quick), "nuts": fb.sample(target, "sgld", seed=1, **quick)}
     with pytest.raises(ValueError, match="different targets"):
         fb.compare({"a": fb.sample(elsewhere, "sgld", **quick), "nuts": runs["nuts"]})
@@ -65,6 +71,42 @@ def test_compare_figures_and_basin_masses(arms):
     ess = array_stats.ess(labelled["sgld"].stats["basin"].astype(float), chain_axis=0, draw_axis=1)
     assert abs(masses["sgld"][1] - 0.5) < 4 * np.sqrt(0.25 / ess)
     figures = compare_figures(labelled, var_names=["w"])
-    assert set(figures) == {"marginals", "pairs", "basin_masses"}
+    assert set(figures) == {"marginals", "forest", "pairs", "basin_masses"}
     bars = figures["basin_masses"].axes[0].patches
     np.testing.assert_allclose([b.get_height() for b in bars], np.concatenate([masses["sgld"], masses["nuts"]]))
+    for name, figure in figures.items():  # every figure's legend names every arm
+        assert set(legend_labels(figure)) >= set(labelled), name
+    ticks = figures["basin_masses"].axes[0].get_xticks()
+    np.testing.assert_array_equal(ticks, [0, 1])  # integer basin ticks
+
+
+def test_floors_pairwise_and_verdicts(arms):
+    """Floors are the split-half statistic of the reference or the arm, whichever is larger; the
+    pairwise matrix holds every (reference, arm) pair; SGLD and NUTS agree, SGD (collapsed to
+    points far below the posterior's spread) agrees with neither."""
+    table = fb.compare(arms, reference=["nuts", "sgld"], max_draws=400)
+    assert list(table.index.names) == ["reference", "arm"] and table.attrs["reference"] == ["nuts", "sgld"]
+    row = table.loc[("nuts", "sgd")]
+    for stat in ("wasserstein_marginal", "sliced_wasserstein", "gaussian_kl", "nn_kl", "mmd"):
+        assert row[f"{stat}_beyond_floor"] == (row[stat] > row[f"{stat}_floor"]), stat
+    # SGD's 4 chains against NUTS's 4: the chain-permutation test, C(8, 4) = 70 splits, each split
+    # and its complement tie, so the smallest attainable p-value is 2/70
+    assert row["mmd_method"] == "chains" and row["mmd_p_value"] == pytest.approx(2 / 70)
+    matrix = fb.compare(arms, pairwise=True, max_draws=400)
+    assert len(matrix) == 9 and set(matrix.index.get_level_values("reference")) == set(arms)
+    found = verdicts(matrix)
+    assert found["nuts"]["agree"] == ["sgld"] and set(found["nuts"]["differ"]) == {"sgd"}
+    assert found["sgd"]["agree"] == [] and found["nuts"]["health"]["converged"]
+    assert "mmd" in found["nuts"]["differ"]["sgd"]["beyond_floor"]
+
+
+def test_chains_apart_flags_stationary_chains_in_different_places():
+    """Four stationary chains around different centres (5 within-chain sd apart) read as chains
+    apart; one chain drifting linearly does not (its halves differ)."""
+    rng = np.random.default_rng(0)
+    apart = rng.normal(size=(4, 500, 2)) + 5.0 * np.arange(4)[:, None, None]
+    separation, drift = chain_separation(apart)
+    # chain means 0, 5, 10, 15: sd 6.45 within-chain sd; halves' means differ by ~ N(0, 2/250) sd
+    assert separation == pytest.approx(6.45, abs=0.2) and drift < 0.4
+    drifting = rng.normal(size=(4, 500, 2)) + np.linspace(0, 10, 500)[None, :, None]
+    assert chain_separation(drifting)[1] > 1.0

@@ -15,9 +15,11 @@ Per arm against each reference run (Izmailov et al. 2021 for the function-space 
 - basin masses when both runs carry basin labels (the fractal sampler): KL / JS / Wasserstein.
 
 Every distance ``s`` comes with ``s_floor``, the same statistic between two halves of the reference
-(:func:`fractalbayes.stats.noise.split_half_floor`: by chains, so autocorrelation is respected), and
-``s_beyond_floor``: True when the arm is farther from the reference than the reference is from
-itself (for agreement, a higher value means closer, so True when it is below its floor). Plug-in
+and between two halves of the arm (:func:`fractalbayes.stats.noise.split_half_floor`: by chains, so
+autocorrelation is respected), the larger of the two: a well-mixed reference has a tiny floor, and
+an autocorrelated arm's own Monte Carlo noise must not read as a difference. ``s_beyond_floor`` is
+True when the arm is farther from the reference than either is from itself (agreement: a higher
+value means closer, so the floor is the lower of the two and True means below it). Plug-in
 distances are biased upward (Gaussian KL by about d(d + 3) / 2n nats, docs/calibration.md); a
 value under its floor is no evidence of a difference. An arm ``agrees`` with a reference when its
 MMD test does not reject at ``ALPHA`` and no distance is beyond its floor.
@@ -195,9 +197,12 @@ def _one_reference(runs: dict[str, Run], reference: str, draws: dict[str, np.nda
     ref = draws[reference]
     bandwidth = median_heuristic(np.asarray(pairwise_sq_dists(_flat(ref).astype(np.float32))))
     weights = weight_statistics(seed) | {"mmd": _mmd_statistic(bandwidth, seed)}
-    floors = {name: split_half_floor(ref, stat) for name, stat in weights.items()}
     functions = function_statistics(classes > 0, classes) if preds is not None else {}
-    floors |= {name: split_half_floor(preds[reference], stat) for name, stat in functions.items()}
+
+    def own_floors(arm: str) -> dict[str, float]:
+        return ({name: split_half_floor(draws[arm], stat) for name, stat in weights.items()}
+                | {name: split_half_floor(preds[arm], stat) for name, stat in functions.items()})
+    ref_floors = own_floors(reference)
     ref_labels = runs[reference].stats.get("basin")
     ref_masses = basin_masses(runs[reference])
     rows = {}
@@ -208,6 +213,9 @@ def _one_reference(runs: dict[str, Run], reference: str, draws: dict[str, np.nda
             test = mmd_test(draws[name], ref, bandwidth=bandwidth, max_draws_per_chain=ref.shape[1], seed=seed)
             values["mmd"] = test.statistic
             values |= {stat: f(preds[name], preds[reference]) for stat, f in functions.items()}
+            arm_floors = own_floors(name)
+            pick = {True: min, False: max}
+            floors = {s: pick[s in HIGHER_IS_CLOSER](ref_floors[s], arm_floors[s]) for s in values}
             row |= _with_floors(values, floors) | {"mmd_p_value": test.p_value, "mmd_method": test.method}
             masses = basin_masses(run)
             if masses is not None and ref_masses is not None and len(masses) == len(ref_masses):
@@ -298,16 +306,39 @@ def verdicts(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "agree": [a for a in others.index if bool(others.loc[a, "agrees"])],
             "differ": {a: {"beyond_floor": others.loc[a, "beyond_floor"], "mmd_p_value": float(others.loc[a, "mmd_p_value"])}
                        for a in others.index if not bool(others.loc[a, "agrees"])},
-            "health": {k: part.loc[ref, k] for k in ("r_hat_max", "ess_bulk_min", "converged", "chains_apart")},
+            "health": {"r_hat_max": float(part.loc[ref, "r_hat_max"]), "ess_bulk_min": float(part.loc[ref, "ess_bulk_min"]),
+                       "converged": bool(part.loc[ref, "converged"]), "chains_apart": bool(part.loc[ref, "chains_apart"])},
         }
     return out
 
 
-def _legend(collection: Any, title: str) -> Any:
-    """The PlotCollection's matplotlib figure with a legend naming the arms and a title."""
+def site_trees(runs: dict[str, Run], names: list[str], max_per_chain: int = 500) -> dict[str, Any]:
+    """{arm: DataTree} of the named sites with the SAME number of draws per chain in every arm
+    (thinned evenly), so that arviz-plots' overlay of the arms is not padded with NaN."""
+    import xarray as xr
+
+    keep = min(max_per_chain, *(run.num_draws for run in runs.values()))
+    trees = {}
+    for arm, run in runs.items():
+        index = np.unique(np.linspace(0, run.num_draws - 1, keep).round().astype(int))
+        data = {}
+        for name in names:
+            values = np.asarray(run.sites[name])[:, index]
+            data[name] = (("chain", "draw", *(f"{name}_dim_{i}" for i in range(values.ndim - 2))), values)
+        trees[arm] = xr.DataTree.from_dict({"posterior": xr.Dataset(data)})
+    return trees
+
+
+def legend_and_title(collection: Any, title: str) -> Any:
+    """The PlotCollection's matplotlib figure with a legend naming the arms, a title above the
+    panels' own titles (room made at the top) and at least 3.2 inches of height."""
     collection.add_legend("model", title="arm", loc="upper right", bbox_to_anchor=(1.0, 1.0))
     figure = collection.get_viz("figure")
-    figure.suptitle(title, x=0.01, ha="left", fontsize=11)
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(max(width, 8.0), max(height, 3.2))
+    figure.set_layout_engine(None)
+    figure.subplots_adjust(top=1 - 0.75 / max(height, 3.2), right=0.88, left=0.06)
+    figure.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=11)
     return collection
 
 
@@ -321,26 +352,19 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
     PlotCollection or matplotlib Figure}; each has ``savefig``."""
     import arviz_plots
     import matplotlib.pyplot as plt
-    import xarray as xr
-
     runs = {name: healthy(name, run, include_diverged)[0] for name, run in runs.items()}
-    trees = {name: run.to_arviz(log_likelihood=False) for name, run in runs.items()}
     names = var_names or [next(iter(next(iter(runs.values())).sites))]
-    figures: dict[str, Any] = {"marginals": _legend(arviz_plots.plot_dist(trees, var_names=names),
-                                                    f"Marginals of {', '.join(names)} by arm")}
+    trees = site_trees(runs, names)
+    marginals = arviz_plots.plot_dist(trees, var_names=names)
+    figures: dict[str, Any] = {"marginals": legend_and_title(marginals, f"Marginals of {', '.join(names)} by arm")}
     site = runs[next(iter(runs))].sites[names[0]]
-    coords = {}
+    coords = None
     if site.ndim > 2 and int(np.prod(site.shape[2:])) > max_forest:
-        dim = next(d for d in trees[next(iter(trees))]["posterior"][names[0]].dims if d not in ("chain", "draw"))
-        coords = {dim: list(range(min(max_forest, site.shape[2])))}
-    forest = arviz_plots.plot_forest(trees, var_names=names[:1], coords=coords or None)
-    figures["forest"] = _legend(forest, f"94% intervals of {names[0]} by arm")
+        coords = {f"{names[0]}_dim_0": list(range(min(max_forest, site.shape[2])))}
+    forest = arviz_plots.plot_forest(trees, var_names=names[:1], coords=coords, aes={"color": ["model"]})
+    figures["forest"] = legend_and_title(forest, f"94% intervals of {names[0]} by arm")
     dims = min(max_pair_dims, next(iter(runs.values())).positions.shape[-1])
-    pair_trees = {name: xr.DataTree.from_dict({"posterior": xr.Dataset(
-        {f"z{i}": (("chain", "draw"), thin_chains(run.positions, 400)[..., i]) for i in range(dims)})})
-        for name, run in runs.items()}
-    figures["pairs"] = _legend(arviz_plots.plot_pair(pair_trees, marginal=False),
-                               f"Unconstrained coordinates z0..z{dims - 1}, every arm")
+    figures["pairs"] = pair_figure({name: thin_chains(run.positions, 400)[..., :dims] for name, run in runs.items()})
     masses = {name: m for name, run in runs.items() if (m := basin_masses(run)) is not None}
     if masses:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -354,6 +378,34 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
         fig.tight_layout()
         figures["basin_masses"] = fig
     return figures
+
+
+def pair_figure(draws: dict[str, np.ndarray]) -> Any:
+    """ONE pair plot with every arm overlaid: the lower triangle of scatter plots of the given
+    (chains, draws, dims) coordinates, one colour per arm, one legend naming the arms (matplotlib:
+    arviz-plots' ``plot_pair`` draws one model per figure)."""
+    import matplotlib.pyplot as plt
+
+    dims = next(iter(draws.values())).shape[-1]
+    panels = max(dims - 1, 1)
+    fig, axes = plt.subplots(panels, panels, figsize=(2.2 * panels + 1.6, 2.2 * panels), squeeze=False)
+    for row in range(panels):
+        for col in range(panels):
+            ax, (i, j) = axes[row, col], (col, row + 1) if dims > 1 else (0, 0)
+            if col > row:
+                ax.set_axis_off()
+                continue
+            for index, (name, d) in enumerate(draws.items()):
+                flat = d.reshape(-1, dims)
+                ax.scatter(flat[:, i], flat[:, j], s=4, alpha=0.35, color=f"C{index}", label=name, rasterized=True)
+            ax.set_xlabel(f"z{i}" if row == panels - 1 else "")
+            ax.set_ylabel(f"z{j}" if col == 0 else "")
+            ax.tick_params(labelsize=7)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=f"C{k}", label=name) for k, name in enumerate(draws)]
+    fig.legend(handles=handles, title="arm", loc="upper right")
+    fig.suptitle(f"Unconstrained coordinates z0..z{dims - 1}, every arm", x=0.01, ha="left", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 0.85, 0.95))
+    return fig
 
 
 def legend_labels(figure: Any) -> list[str]:

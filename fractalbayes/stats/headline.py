@@ -41,7 +41,13 @@ from fractalbayes.errors import InputError
 from fractalbayes.model.target import Target
 from fractalbayes.stats import metrics
 from fractalbayes.stats.basins import find_basins, function_features
-from fractalbayes.stats.comparison import _is_classifier, function_statistics, num_classes, predictions, thin_chains
+from fractalbayes.stats.comparison import (
+    _is_classifier,
+    function_statistics,
+    num_classes,
+    predictions,
+    thin_chains,
+)
 from fractalbayes.stats.diagnostics import healthy
 from fractalbayes.stats.noise import split_half_floor
 

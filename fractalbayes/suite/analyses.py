@@ -36,8 +36,9 @@ from fractalbayes.samplers import registry
 from fractalbayes.samplers.registry import Option
 from fractalbayes.slt import diffusion, llc
 from fractalbayes.slt.llc import settings as llc_settings
-from fractalbayes.stats.comparison import compare, compare_figures
+from fractalbayes.stats.comparison import compare, compare_figures, verdicts
 from fractalbayes.stats.diagnostics import summary
+from fractalbayes.stats.headline import headline
 
 REQUIRED = inspect.Parameter.empty
 """Marks an option that has no default and must be given (as ``inspect`` marks a parameter without one)."""
@@ -147,9 +148,19 @@ def diagnostics(ctx: Context, options: dict) -> dict:
     return {"metrics": per_arm.to_dict(orient="index"), "tables": {"diagnostics": per_site}}
 
 
+def _arm_of(ctx: Context, given: str | None, sampler: str) -> str | None:
+    """The named arm, or the one arm sampled with ``sampler`` (None when there is not exactly one)."""
+    if given is not None:
+        return given
+    found = [name for name, run in ctx.runs.items() if run.sampler == sampler]
+    return found[0] if len(found) == 1 else None
+
+
 def comparison(ctx: Context, options: dict) -> dict:
-    """fb.compare against the reference arm: chain health, weight-space distances and, with a probe
-    set (test inputs by default), function-space agreement; plus each arm's sampling time."""
+    """fb.compare against the reference arm (and any further ``references``): chain health,
+    weight-space distances with noise floors, the MCMC-valid MMD test and, with a probe set (test
+    inputs by default), function-space agreement; each arm's sampling time; the verdict per
+    reference; and the headline comparison (fb.stats.headline) when an SGD and a fractal arm ran."""
     reference = options["reference"] or ctx.reference
     ctx.run(reference)
     x_probe = None
@@ -157,12 +168,23 @@ def comparison(ctx: Context, options: dict) -> dict:
         x_probe = evaluation_split(ctx.dataset)[0]
     elif options["probe"] == "train":
         x_probe = np.asarray(ctx.dataset.x_train)
-    table = compare(ctx.runs, reference=reference, probe=x_probe, target=ctx.target,
+    extra = [r for r in options["references"] or [] if r != reference and r in ctx.runs]
+    table = compare(ctx.runs, reference=[reference, *extra], probe=x_probe, target=ctx.target,
                     max_draws=options["max_draws"], seed=ctx.seed)
-    table["seconds"] = [ctx.runs[arm].timings.get("total_s") for arm in table.index]
-    for name, figure in compare_figures(ctx.runs, pair_arm=reference).items():
+    main = table.loc[reference].copy()
+    main["seconds"] = [ctx.runs[arm].timings.get("total_s") for arm in main.index]
+    for name, figure in compare_figures(ctx.runs).items():
         ctx.figures[f"compare_{name}"] = figure
-    return {"metrics": table.to_dict(orient="index"), "reference": reference}
+    result = {"metrics": main.to_dict(orient="index"), "reference": reference, "references": [reference, *extra],
+              "verdicts": verdicts(table),
+              "tables": {f"against {r}": table.loc[r].reset_index() for r in extra}}
+    sgd, fractal_arm = _arm_of(ctx, options["sgd"], "sgd"), _arm_of(ctx, options["fractal"], "fractal")
+    if sgd in ctx.runs and fractal_arm in ctx.runs and reference not in (sgd, fractal_arm):
+        answer = headline(ctx.runs, sgd=sgd, fractal=fractal_arm, posterior=reference, probe=x_probe,
+                          target=ctx.target, max_draws=options["max_draws"], seed=ctx.seed)
+        result["headline"] = {"question": answer.question, "lines": answer.lines}
+        result["tables"]["headline"] = answer.table.reset_index()
+    return result
 
 
 def local_learning_coefficient(ctx: Context, options: dict) -> dict:
@@ -464,7 +486,10 @@ ANALYSES: dict[str, Analysis] = {
         Option("reference", None, checks.optional(ARM), "the reference arm; none: suite.reference"),
         Option("probe", "test", checks.choice("test", "train", "none"), "inputs of the function-space comparison"),
         Option("max_draws", 1000, checks.integer(1), "draws per arm compared"),
-    ), arm_options=("reference",), needs_reference="reference"),
+        Option("references", None, checks.optional(ARMS), "further reference arms (e.g. ['sgd']): every arm compared with each"),
+        Option("sgd", None, checks.optional(ARM), "SGD arm of the headline comparison; none: the one 'sgd' arm"),
+        Option("fractal", None, checks.optional(ARM), "fractal arm of the headline comparison; none: the one 'fractal' arm"),
+    ), arm_options=("reference", "references", "sgd", "fractal"), needs_reference="reference"),
     "llc": Analysis(local_learning_coefficient, "Local learning coefficient", (
         Option("arms", None, checks.optional(ARMS), "arms whose chains are measured; none: the sgd arms"),
         Option("at", "final", checks.choice("final", "trajectory"),

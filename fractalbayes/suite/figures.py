@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are written to files
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from fractalbayes.model.predict import class_probabilities  # noqa: E402
-from fractalbayes.suite.analyses import is_classifier  # noqa: E402
-
+from fractalbayes.model.predict import class_probabilities
+from fractalbayes.stats.comparison import legend_and_title, site_trees
+from fractalbayes.suite.analyses import is_classifier
 
 
 def loss_trace_figure(runs: dict) -> plt.Figure:
@@ -21,8 +21,8 @@ def loss_trace_figure(runs: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, run in runs.items():
         ax.plot(run.stats["loss"].mean(0), label=name)
-    ax.set(xlabel="draw", ylabel="minibatch mean NLL (chain mean)", yscale="log")
-    ax.legend()
+    ax.set(xlabel="draw", ylabel="minibatch mean NLL (chain mean)", yscale="log", title="Training loss by arm")
+    ax.legend(title="arm")
     fig.tight_layout()
     return fig
 
@@ -65,8 +65,8 @@ def cell_figures(ctx) -> dict[str, Any]:
         figures["loss"] = loss_trace_figure(runs)
         site = _marginal_site(runs, analyses["summary"]["marginals"])
         if site is not None:
-            trees = {name: run.to_arviz() for name, run in runs.items()}
-            figures[f"marginals_{site}"] = arviz_plots.plot_dist(trees, var_names=[site])
+            marginals = arviz_plots.plot_dist(site_trees(runs, [site]), var_names=[site])
+            figures[f"marginals_{site}"] = legend_and_title(marginals, f"Marginals of {site} by arm")
     x = np.asarray(ctx.dataset.x_train)
     if "predictive" in analyses and x.ndim == 2 and x.shape[1] == 2 and is_classifier(ctx.target, x):
         figures["predictive"] = predictive_map_figure(ctx.target, runs, x, np.asarray(ctx.dataset.y_train))
