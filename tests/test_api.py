@@ -37,7 +37,7 @@ modules = [m.name for m in pkgutil.walk_packages(fb.__path__, "fractalbayes.")]
 unreachable = []
 for module in modules:
     parts = module.split(".")[1:]
-    if parts[0] in ("suite", "__main__") or any(p.startswith("_") for p in parts):
+    if parts[0] in ("suite", "suites", "__main__") or any(p.startswith("_") for p in parts):
         continue
     value = fb
     for part in parts:

@@ -16,14 +16,14 @@ import fractalbayes
 
 PACKAGE = Path(fractalbayes.__file__).parent
 LAYERS = {
-    "errors": 0, "checks": 0,
+    "errors": 0, "checks": 0, "progress": 0,
     "model": 1,
     "samplers": 2,
     "engine": 3,
     "stats": 4,
     "slt": 5,
     "methods": 6,
-    "suite": 7,
+    "suite": 7, "suites": 7,  # suites: the shipped suite files (package data)
     "": 8, "__main__": 8,  # the package's own __init__ (the public `fb` namespace) and `python -m`
 }
 """Layer of each top-level module or subpackage of fractalbayes, lowest first."""

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import IdentityTransform, IndependentTransform
-from tqdm.auto import tqdm
 
 from fractalbayes import checks
+from fractalbayes import progress as progress_lines
 from fractalbayes.engine.config import RunConfig, TargetInfo, package_versions
 from fractalbayes.engine import driver
 from fractalbayes.engine.devices import chain_mesh
@@ -159,12 +159,16 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     start, make_carry = _start_fns(kernel, target, len(record_steps))
     states, chain_keys = start(positions0, chain_key, hyper)
     kept_stats = _stats_fields(stats, driver.info_fields(kernel, target, states, hyper))
+    show = progress if progress is not None else total_steps * num_chains >= 200_000
+    label, say = progress_lines.name(spec.name), progress_lines.logger.info if show else progress_lines.logger.debug
     if kernel.warmup is not None:
         warm = warmup_fn(kernel, target)
+        say("%s: warm-up (%d steps x %d chains, compiled on first use) ...", label, burn_in, num_chains)
         tic = time.perf_counter()
         states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
         jax.block_until_ready(states)
         timings["warmup_s"] = time.perf_counter() - tic
+        say("%s: warm-up done in %.1f s", label, timings["warmup_s"])
 
     # about 20 progress updates; a power of two so that runs of similar length share executables
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
@@ -172,8 +176,6 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     carry = driver.shard_carry(carry, mesh)
     record_dev = jnp.asarray(record_steps, jnp.int32)
     blocks = jnp.asarray(np.arange(draws_per_chunk, dtype=np.int32))
-    show = progress if progress is not None else total_steps * num_chains >= 200_000
-    bar = tqdm(total=total_steps, disable=not show, desc=f"{spec.name} ({num_chains} chains)", unit="step")
 
     chunk = draws_per_chunk * thin
     # (steps, steps per block): burn-in in blocks of ceil(steps / blocks), then draws every `thin`
@@ -181,8 +183,13 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     first_draw_call = len(calls)
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
+    say("%s: compiling the %d-chain step loop ...", label, num_chains)
     advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh), carry, hyper,
                                               record_dev, np.int32(0), np.int32(1), blocks)
+    (say if timings["compile_s"] else progress_lines.logger.debug)("%s: step loop ready in %.1f s", label,
+                                                                   timings["compile_s"])
+    phases = [f"{label}: burn-in"] * first_draw_call + [f"{label}: sampling"] * (len(calls) - first_draw_call)
+    bar = progress_lines.bar(total_steps, phases[0], progress=show)
     outputs = []
     tic = time.perf_counter()
     for index, (num_steps, block_steps) in enumerate(calls):
@@ -192,6 +199,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
             outputs.append((num_steps // thin, chunk_out))
         if show:
             jax.block_until_ready(carry.step)
+        bar.set_description(phases[index])
         bar.update(num_steps)
     positions = np.empty((num_chains, num_samples, target.dim), positions0.dtype)
     stats_out = {k: np.empty((num_chains, num_samples), v.dtype) for k, v in outputs[0][1][1].items()}

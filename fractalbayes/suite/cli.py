@@ -4,9 +4,13 @@
     fractalbayes run SUITE.toml [--out DIR] --dry-run [--only PATTERN]
     fractalbayes report DIR
     fractalbayes demo [--out DIR] [--seed N]
+    fractalbayes --version
+    fractalbayes -q|--quiet ... (warnings and errors only, no progress) | -v|--verbose ... (also timings)
 
 Exit status: 0 when every cell is done, 1 when some cell failed, 2 for a malformed suite file or
 bad arguments (nothing is written then), 130 when interrupted (rerun the same command to resume).
+Progress and messages go to stderr (:mod:`fractalbayes.progress`): bars on a terminal, plain
+timestamped lines in a redirected log; results and tables go to stdout.
 ``--dry-run`` validates the file and lists the cells without running any user code: module files
 the suite names are read, not imported.
 """
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from fractalbayes.suite.runner import EXECUTORS, SuiteError, check_output, load_suite, plan, run_suite
+from fractalbayes import progress
+from fractalbayes.suite.runner import EXECUTORS, SUITES_DIR, SuiteError, check_output, load_suite, plan, run_suite
 
 
 def _fail(error: SuiteError) -> int:
@@ -97,8 +104,6 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from fractalbayes.suite.report import comparison_table, load_cells, write_report
-    from fractalbayes.suite.runner import SUITES_DIR
-
     try:
         suite = load_suite(SUITES_DIR / "quick.toml")
         if args.seed is not None:
@@ -116,17 +121,46 @@ def _demo(args: argparse.Namespace) -> int:
         table = comparison_table(cell)
         if table.empty:
             continue
-        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
-            print(f"\nComparison with the NUTS reference, cell {cell.id} "
-                  "(weights: unconstrained; function space: test inputs)\n")
-            print(table.T.to_string())
+        print(f"\nComparison with the NUTS reference, cell {cell.id} "
+              "(weights: unconstrained; function space: test inputs)\n")
+        print(format_table(table).T.to_string())
     print(f"\nreport: {page}\nruns (ArviZ netCDF): {args.out}/cells/*/*.nc   summary: {args.out}/summary.md")
     return code
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml`` takes it from ``fractalbayes.__version__``)."""
+    try:
+        return importlib.metadata.version("fractalbayes")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree without pip install)"
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as text: a column whose values are all whole numbers (counts: draws, chains,
+    basins) as integers (``1600``, not ``1600.000``), other numbers to 3 significant digits."""
+    def text(value, whole: bool) -> str:
+        if isinstance(value, (bool, str)) or value is None:
+            return str(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return "–" if math.isnan(value) else str(value)
+        return f"{value:.0f}" if whole else f"{value:.3g}"
+
+    columns = {}
+    for name, column in table.items():
+        numbers = [v for v in column if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        whole = bool(numbers) and all(float(v).is_integer() for v in numbers)
+        columns[name] = [text(v, whole) for v in column]
+    return pd.DataFrame(columns, index=table.index)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fractalbayes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fractalbayes {version()}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
+    loud.add_argument("-v", "--verbose", action="store_true", help="also debug lines (compile and step timings)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a benchmark suite (resumable)")
@@ -151,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(handler=_demo)
 
     args = parser.parse_args(argv)
+    progress.configure(-1 if args.quiet else 1 if args.verbose else 0)
     return args.handler(args)
 
 

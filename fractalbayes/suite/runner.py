@@ -1,7 +1,7 @@
 """Running a suite: every cell sampled, analysed and written to an output folder, resumably.
 
-    suite = load_suite("benchmarks/suites/quick.toml")   # fractalbayes.suite.spec: validated first
-    run_suite(suite, "out/quick")                        # resumable; a failing cell is recorded, not fatal
+    suite = load_suite("quick")          # fractalbayes.suite.spec: validated first
+    run_suite(suite, "out/quick")        # resumable; a failing cell is recorded, not fatal
 
 What a run writes under its output folder:
 
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-
+from fractalbayes import progress as progress_lines
 from fractalbayes.errors import SuiteError
 from fractalbayes.suite import analyses, resolve, schema
 from fractalbayes.suite import figures as cell_figures
@@ -148,7 +148,7 @@ def run_cell(cell: Cell, folder: Path, *, progress: bool = False) -> dict[str, A
     for name, arm in config["arms"].items():
         tic = time.perf_counter()
         try:
-            with _Capture() as caught:
+            with _Capture() as caught, progress_lines.task(name):
                 runs[name] = _sample_arm(target, arm, cell.seed, progress)
             runs[name].save(folder / f"{name}.nc")
             outcome["arms"][name] = {"status": "done", "file": f"{name}.nc", "warnings": caught,
@@ -349,8 +349,6 @@ def run_suite(
     "failed", its error) and the suite goes on. On KeyboardInterrupt the running cell is marked
     "interrupted", its staging folder removed and the interrupt re-raised.
     """
-    from tqdm.auto import tqdm
-
     if executor not in EXECUTORS:
         raise SuiteError(suite.path, [f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}"])
     selected = plan(suite, out, only)
@@ -365,8 +363,8 @@ def run_suite(
         index = Index(out, suite, suite.cells())
         index.save()
         todo = [cell for cell, _ in selected if not index.is_done(cell)]
-        bar = tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"suite {suite.name}", unit="cell",
-                   disable=not progress)
+        bar = progress_lines.bar(len(selected), f"suite {suite.name}", "cell", progress=progress,
+                                 initial=len(selected) - len(todo))
         running: list[Cell] = []
         begun: dict[str, float] = {}
 
@@ -380,7 +378,9 @@ def run_suite(
             cells = EXECUTORS[executor](todo, _staged(out, progress), started, **(executor_options or {}))
             for cell, outcome in cells:
                 running.remove(cell)
-                index.update(cell, **outcome, finished=_now(), seconds=time.perf_counter() - begun.pop(cell.id))
+                seconds = time.perf_counter() - begun.pop(cell.id)
+                index.update(cell, **outcome, finished=_now(), seconds=seconds)
+                progress_lines.logger.info("cell %s: %s in %.1f s", cell.id, outcome["status"], seconds)
                 bar.update()
         except KeyboardInterrupt:
             for cell in running:

@@ -1,7 +1,7 @@
 """Suite files: read a TOML suite, validate it before anything runs, expand it into cells.
 
-    suite = load_suite("benchmarks/suites/quick.toml")   # or a shipped name: load_suite("quick")
-    suite.cells()                                        # cases x grid x seeds, each with an id and a hash
+    suite = load_suite("path/to/my-suite.toml")   # or a shipped name: load_suite("quick")
+    suite.cells()                                 # cases x grid x seeds, each with an id and a hash
 
 A malformed file raises :class:`SuiteError` listing every problem as ``file:line: key: message``
 (:mod:`fractalbayes.suite.validate`, against :mod:`fractalbayes.suite.schema`). Loading never runs
@@ -16,6 +16,7 @@ import copy
 import fnmatch
 import functools
 import hashlib
+import importlib.resources
 import itertools
 import json
 import os
@@ -31,8 +32,8 @@ from fractalbayes.suite import resolve
 from fractalbayes.suite.problems import Problems
 from fractalbayes.suite.validate import set_path, validate
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
-"""The shipped suites (present in a source checkout or an editable install)."""
+SUITES_DIR = Path(str(importlib.resources.files("fractalbayes.suites")))
+"""The shipped suites: package data of ``fractalbayes.suites`` (in a wheel and in a source checkout)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _expand(suite: Suite) -> list[Cell]:
 
 
 def resolve_suite_path(name: str | os.PathLike) -> Path:
-    """A suite file path, or the name of a shipped suite (``quick`` -> benchmarks/suites/quick.toml)."""
+    """A suite file path, or the name of a shipped suite (``quick`` -> fractalbayes/suites/quick.toml)."""
     path = Path(name)
     shipped = SUITES_DIR / f"{name}.toml"
     if path.is_file() or path.suffix == ".toml" or os.sep in str(name) or not shipped.is_file():

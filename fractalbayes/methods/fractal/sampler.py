@@ -52,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from fractalbayes import checks
+from fractalbayes import progress as progress_lines
 from fractalbayes.engine.config import RunConfig, jsonable
 from fractalbayes.engine.run import Run
 from fractalbayes.engine.sample import sample
@@ -249,11 +250,12 @@ def mixture_weights(rule: str, masses_sgd: np.ndarray, free_energy: np.ndarray) 
     return weights / weights.sum()
 
 
-def _sgd_ensemble(target: Target, sgd: dict, seed: int) -> Run:
+def _sgd_ensemble(target: Target, sgd: dict, seed: int, progress: bool | None = None) -> Run:
     options = dict(sgd)
     run_args = {k: options.pop(k) for k in ("num_chains", "burn_in", "num_samples", "thin", "num_checkpoints", "init")
                 if k in options}
-    return sample(target, "sgd", seed=seed, checkpoint_start=run_args["burn_in"], **run_args, **options)
+    return sample(target, "sgd", seed=seed, checkpoint_start=run_args["burn_in"], progress=progress, **run_args,
+                  **options)
 
 
 def _effective_rate(sgd: dict) -> float:
@@ -328,7 +330,7 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
     sgd, llc_opts, basin_opts = opts["sgd"], opts["llc"], opts["basins"]
     num_chains, num_samples, burn_in, thin, seed = (config.num_chains, config.num_samples, config.burn_in,
                                                     config.thin, config.seed)
-    sgd_run = _sgd_ensemble(target, sgd, seed)
+    sgd_run = _sgd_ensemble(target, sgd, seed, progress)
     stationarity = steady_state(sgd_run, llc_options=llc_opts)
     if not stationarity["stationary"]:
         drifts = ", ".join(f"{k[:-2]} z={v:.1f}" for k, v in stationarity.items() if k.endswith("_z"))
@@ -341,6 +343,8 @@ def run_fractal(target: Target, config: RunConfig, progress: bool | None = None)
     basins = find_basins(features, k=basin_opts["k"], k_range=tuple(basin_opts["k_range"]), seed=seed,
                          feature=basin_opts["feature"])
     centres = endpoints[basins.medoids]
+    progress_lines.logger.info("%s: %d basins; measuring gamma_eff and the LLC at each ...",
+                               progress_lines.name("fractal"), basins.k)
     gamma_eff, gamma_record = _gamma_eff(opts["gamma_eff"], target, sgd, centres)
     lambdas = basin_llcs(target, centres, llc_opts, seed)
     lambda_bar = float(np.sum(basins.masses * lambdas))
