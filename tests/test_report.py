@@ -43,6 +43,15 @@ def test_report_has_tables_figures_and_the_config(finished):
     assert "Comparison with the reference" in summary["tables"]
     markdown = (finished.out / "summary.md").read_text()
     assert "## Weight diffusion" in markdown and "| cell" in markdown
+    # the report leads with the verdict: before the cells table, per reference, with floors
+    assert page.index('<h2>Verdict') < page.index("<h2>Cells")
+    assert markdown.index("## Verdict") < markdown.index("## Cells")
+    assert "<b>Against nuts</b>: " in page and "(noise floor)" in page and "floor " in page
+    verdicts = summary["verdicts"]
+    assert [v["cell"] for v in verdicts] == list(CELLS)
+    for record in verdicts:  # every non-reference arm is judged, agreeing or not
+        judged = record["verdicts"]["nuts"]
+        assert sorted(judged["agree"] + list(judged["differ"])) == ["sgd", "sgld"]
     assert (finished.out / "figures" / "displacement.png").stat().st_size > 10_000
 
 
@@ -64,6 +73,26 @@ def test_report_opens_in_headless_chromium_without_console_errors(finished, tmp_
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (2000, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
+    # the verdict box is on the first screen: its frame colour (#346) appears in the top 1200 rows
+    frame = np.all(np.abs(pixels[:1200, :, :3] - np.array([0x33, 0x44, 0x66]) / 255) < 0.02, axis=-1)
+    assert frame.sum() > 500
+
+
+def test_every_report_figure_names_every_arm_in_its_legend(finished):
+    """The figures of the report's cells, rebuilt from the saved runs: every legend lists every arm
+    (a missing or partial legend fails), and each PNG the page embeds was written."""
+    import fractalbayes as fb
+    from fractalbayes.stats.comparison import compare_figures, legend_labels
+    from fractalbayes.suite.figures import close_figures, loss_trace_figure
+
+    cell = finished.out / "cells" / CELLS[0]
+    runs = {arm: fb.load_run(cell / f"{arm}.nc") for arm in ("sgd", "sgld", "nuts")}
+    figures = compare_figures(runs, var_names=["w"]) | {"loss": loss_trace_figure(runs)}
+    for name, figure in figures.items():
+        assert set(legend_labels(figure)) >= set(runs), (name, legend_labels(figure))
+    pngs = {p.stem for p in (cell / "figures").glob("*.png")}
+    assert {"compare_marginals", "compare_forest", "compare_pairs", "loss"} <= pngs, pngs
+    close_figures()
 
 
 def test_aggregates_give_mean_and_sd_per_group():

@@ -29,15 +29,16 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from fractalbayes.suite.analyses import ANALYSES  # noqa: E402
-from fractalbayes.suite.figures import close_figures  # noqa: E402
-from fractalbayes.errors import SuiteError  # noqa: E402
-from fractalbayes.suite.spec import short_names  # noqa: E402
-from fractalbayes.suite.store import plain, write_atomic, write_json  # noqa: E402
+from fractalbayes.errors import SuiteError
+from fractalbayes.suite.analyses import ANALYSES
+from fractalbayes.suite.figures import close_figures
+from fractalbayes.suite.spec import short_names
+from fractalbayes.suite.store import plain, write_atomic, write_json
+from fractalbayes.suite.verdict import cell_verdicts, verdict_html, verdict_markdown
 
 # --------------------------------------------------------------------------------------------------
 # Reading an output folder
@@ -234,6 +235,11 @@ th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-spac
 th { background: #f3f3f3; cursor: pointer; } tr:nth-child(even) td { background: #fafafa; }
 .figures img { max-width: 100%; margin: 0.3em; border: 1px solid #eee; }
 .figures { display: flex; flex-wrap: wrap; align-items: flex-start; }
+.verdict { border: 2px solid #346; border-radius: 6px; padding: 0.4em 1em; margin: 1em 0; background: #f5f8fc; }
+.warning { border: 2px solid #c00; background: #fff0f0; color: #800; font-weight: 600; padding: 0.4em 0.8em;
+  margin: 0.4em 0; border-radius: 4px; }
+.note { border-left: 4px solid #c80; background: #fff8e8; padding: 0.3em 0.8em; margin: 0.4em 0; }
+.agree { color: #070; font-weight: 600; } .differ { color: #a00; font-weight: 600; }
 .error { color: #a00; white-space: pre-wrap; font-family: monospace; font-size: 0.85em; }
 .status-done { color: #070; } .status-failed, .status-interrupted { color: #a00; } .status-pending { color: #777; }
 details { margin: 0.5em 0; border: 1px solid #ddd; padding: 0.3em 0.8em; border-radius: 4px; }
@@ -261,9 +267,23 @@ document.documentElement.setAttribute("data-scripts", "ok");
 """
 
 
+def integer_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns whose values are all whole numbers (counts padded with NaN by a merge: draws,
+    chains, diverging) as integers, so they print as 1600, not 1600.0 or 1.6e+03."""
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind == "f" and values.notna().any():
+            finite = values.dropna()
+            if np.isfinite(finite).all() and (finite == finite.round()).all() and (finite.abs() >= 2).any():
+                frame[column] = values.astype("Int64")
+    return frame
+
+
 def _table_html(frame: pd.DataFrame, index: bool = True) -> str:
     if frame is None or frame.empty:
         return "<p><em>no rows</em></p>"
+    frame = integer_counts(frame)
     body = frame.to_html(classes="sortable", border=0, index=index, na_rep="–", float_format=lambda v: f"{v:.4g}")
     return f'<div class="wrap">{body}</div>'
 
@@ -359,6 +379,7 @@ class _Contents:
     groups: list[str]
     aggregate: pd.DataFrame
     figures: dict[str, plt.Figure]
+    verdicts: list[dict[str, Any]]
 
 
 def _summary(c: _Contents) -> dict[str, Any]:
@@ -371,14 +392,15 @@ def _summary(c: _Contents) -> dict[str, Any]:
         } for cell in c.cells],
         "tables": {title: table for title, table, _ in c.sections},
         "aggregates": c.aggregate,
+        "verdicts": c.verdicts,
     }
 
 
 def _markdown(c: _Contents) -> str:
     md = [f"# Suite `{c.name}`", "", c.description or "(no description)", "", f"Generated {c.generated}.", "",
-          "## Cells", "", c.overview.to_markdown(index=False, floatfmt=".4g"), ""]
+          *verdict_markdown(c.verdicts), "## Cells", "", c.overview.to_markdown(index=False, floatfmt=".4g"), ""]
     for title, table, _ in c.sections:
-        md += [f"## {title}", "", table.to_markdown(index=False, floatfmt=".4g") if len(table) else "(no rows)", ""]
+        md += [f"## {title}", "", integer_counts(table).to_markdown(index=False, floatfmt=".4g") if len(table) else "(no rows)", ""]
     if len(c.aggregate):
         md += [f"## Mean ± sd by {', '.join(c.groups)}", "", c.aggregate.to_markdown(floatfmt=".4g"), ""]
     return "\n".join(md)
@@ -388,7 +410,8 @@ def _html(c: _Contents) -> str:
     done = sum(cell.entry.get("status") == "done" for cell in c.cells)
     body = [f"<h1>Suite {html.escape(c.name)}</h1>", f"<p>{html.escape(c.description)}</p>",
             f"<p>Generated {html.escape(c.generated)} from <code>{html.escape(str(c.out))}</code>; "
-            f"{done} of {len(c.cells)} cells done.</p>", "<h2>Cells</h2>", _table_html(c.overview, index=False)]
+            f"{done} of {len(c.cells)} cells done.</p>", verdict_html(c.verdicts),
+            "<h2>Cells</h2>", _table_html(c.overview, index=False)]
     for title, table, extra in c.sections:
         body += [f"<h2>{html.escape(title)}</h2>", _table_html(table, index=False)]
         if extra:
@@ -433,7 +456,7 @@ def write_report(out: str | os.PathLike) -> Path:
         name=str(index.get("suite")), description=suite.get("description", ""),
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), out=out, suite=suite, cells=cells,
         overview=_cells_overview(cells), sections=_analysis_sections(cells, suite, figures), groups=groups,
-        aggregate=aggregate, figures=figures,
+        aggregate=aggregate, figures=figures, verdicts=cell_verdicts(cells),
     )
     write_json(out / "summary.json", _summary(contents))
     write_atomic(out / "summary.md", _markdown(contents))
