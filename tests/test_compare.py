@@ -80,6 +80,7 @@ def test_compare_figures_and_basin_masses(arms):
     np.testing.assert_array_equal(ticks, [0, 1])  # integer basin ticks
 
 
+@pytest.mark.slow
 def test_floors_pairwise_and_verdicts(arms):
     """Floors are the split-half statistic of the reference or the arm, whichever is larger; the
     pairwise matrix holds every (reference, arm) pair; SGLD and NUTS agree, SGD (collapsed to
