@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(handler=_demo)
 
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # results interleave with the progress lines in a redirected log
+        sys.stdout.reconfigure(line_buffering=True)
     progress.configure(-1 if args.quiet else 1 if args.verbose else 0)
     return args.handler(args)
 
