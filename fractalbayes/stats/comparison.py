@@ -338,10 +338,12 @@ def legend_and_title(collection: Any, title: str) -> Any:
     panels' own titles (room made at the top) and at least 3.2 inches of height."""
     collection.add_legend("model", title="arm", loc="upper right", bbox_to_anchor=(1.0, 1.0))
     figure = collection.get_viz("figure")
+    rows = max(len({round(ax.get_position().y0, 3) for ax in figure.axes}), 1)
     width, height = figure.get_size_inches()
-    figure.set_size_inches(max(width, 8.0), max(height, 3.2))
+    height = max(height, 3.2, 2.4 * rows)  # room for each row's title above its axes
+    figure.set_size_inches(max(width, 8.0), height)
     figure.set_layout_engine(None)
-    figure.subplots_adjust(top=1 - 0.75 / max(height, 3.2), right=0.88, left=0.06)
+    figure.subplots_adjust(top=1 - 0.75 / height, right=0.88, left=0.06, hspace=0.6)
     figure.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=11)
     return collection
 
@@ -349,7 +351,8 @@ def legend_and_title(collection: Any, title: str) -> Any:
 def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None, max_pair_dims: int = 4,
                     max_forest: int = 12, include_diverged: bool = False) -> dict[str, Any]:
     """Figures of a comparison, from the healthy chains unless ``include_diverged``; each names every
-    arm in its legend: marginal overlays (arviz-plots ``plot_dist``), a forest plot of every arm's
+    arm in its legend: marginal overlays (arviz-plots ``plot_dist``; ``var_names`` default: the
+    site with the fewest entries, the last of equals, e.g. the output bias), a forest plot of every arm's
     credible intervals (``plot_forest``, the first ``max_forest`` entries of the site), ONE pair plot
     of the first ``max_pair_dims`` unconstrained coordinates with every arm overlaid (``plot_pair``)
     and, when runs carry basin labels, basin-mass bars with integer basin ticks. Returns {name:
@@ -357,9 +360,10 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
     import arviz_plots
     import matplotlib.pyplot as plt
     runs = {name: healthy(name, run, include_diverged)[0] for name, run in runs.items()}
-    names = var_names or [next(iter(next(iter(runs.values())).sites))]
+    sites = next(iter(runs.values())).sites
+    names = var_names or [min(reversed(list(sites)), key=lambda n: np.prod(sites[n].shape[2:], dtype=int))]
     trees = site_trees(runs, names)
-    marginals = arviz_plots.plot_dist(trees, var_names=names)
+    marginals = arviz_plots.plot_dist(trees, var_names=names, visuals={"point_estimate_text": False})
     figures: dict[str, Any] = {"marginals": legend_and_title(marginals, f"Marginals of {', '.join(names)} by arm")}
     site = runs[next(iter(runs))].sites[names[0]]
     coords = None
