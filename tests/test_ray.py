@@ -39,6 +39,7 @@ sampler = "sgld"
 num_chains = 2
 num_samples = 30
 burn_in = 50
+devices = 1
 options = { step_size = 1e-3 }
 
 [grid]

@@ -86,6 +86,8 @@ RUN_SETTINGS = (
            checks.sequence_of(checks.integer(0), 2, want="[start, length] (integers)"),
            "also record every step in [start, start + length)"),
     Option("init", _SAMPLE["init"].default, checks.choice("prior", "uniform"), "initial positions (none: prior draws)"),
+    Option("devices", _SAMPLE["devices"].default, checks.integer(1),
+           "split the chains evenly over this many devices, same draws (none: one device)"),
 )
 """An arm's run settings: the keyword arguments of fb.sample a suite file may set (a sampler
 declares in its spec which it takes); the seed is the cell's."""
