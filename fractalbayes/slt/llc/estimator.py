@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from fractalbayes.engine.devices import chain_mesh
 from fractalbayes.engine.run import Run
 from fractalbayes.errors import ModelError
 from fractalbayes.model.target import Target
@@ -163,6 +164,7 @@ def estimate(
     sampler_options: dict | None = None,
     train_options: dict | None = None,
     progress: bool | None = None,
+    devices: int | list | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient at ``center`` (Lau et al. 2023, equation (1) above).
 
@@ -175,7 +177,8 @@ def estimate(
     the minibatch loss of each draw's step, or with ``full_loss_every=k`` the full-data loss at every
     k-th draw. ``prior=False`` leaves the model's prior out of pi (devinterp's estimator).
     ``sampler_options`` go to the sampler (e.g. ``temperature``, ``schedule``,
-    ``num_integration_steps``, ``target_acceptance_rate``); ``progress`` to ``fb.sample``.
+    ``num_integration_steps``, ``target_acceptance_rate``); ``progress`` and ``devices`` (the chains
+    split over devices) to ``fb.sample``.
 
     Health checks warn (:class:`LLCHealthWarning`, also listed in ``.warnings``) when chains diverge,
     lambda_hat < 0, the loss trace's R-hat exceeds 1.05, or the MALA acceptance of the SGLD
@@ -188,6 +191,7 @@ def estimate(
         num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, prior=prior, full_loss_every=full_loss_every,
         sampler_options=sampler_options, seed=seed,
     )
+    chain_mesh(devices, s.num_chains)  # bad devices fail here, before training a centre
     flat, train_info = _centre(target, center, train_options, s.seed)
-    chains = _sample_chains(target, np.repeat(flat[None], s.num_chains, axis=0), s, progress)
+    chains = _sample_chains(target, np.repeat(flat[None], s.num_chains, axis=0), s, progress, devices)
     return _result(chains, flat, s, train_info)
