@@ -104,6 +104,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from fractalbayes.suite.report import comparison_table, load_cells, write_report
+    from fractalbayes.suite.verdict import cell_verdicts, verdict_markdown
     try:
         suite = load_suite(SUITES_DIR / "quick.toml")
         if args.seed is not None:
@@ -117,6 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
         return code
     page = write_report(args.out)
     _, _, cells = load_cells(Path(args.out))
+    print("", *verdict_markdown(cell_verdicts(cells)), sep="\n")
     for cell in cells:
         table = comparison_table(cell)
         if table.empty:

@@ -112,13 +112,19 @@ def _cell_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
+DEMO_COLUMNS = ("agrees", "mmd_p_value", "predictive_tv", "predictive_tv_floor", "agreement", "agreement_floor",
+                "predictive_wasserstein", "predictive_wasserstein_floor", "mmd", "mmd_floor", "sliced_wasserstein",
+                "sliced_wasserstein_floor", "r_hat_max", "ess_bulk_min", "chains_apart", "num_draws", "dropped_chains")
+"""The demo's columns: the verdict's statistics beside their floors, then chain health."""
+
+
 def comparison_table(cell: CellResult) -> pd.DataFrame:
-    """The demo's table: one row per arm, compare's columns then held-out accuracy and seconds."""
+    """The demo's table: one row per arm, compare's verdict columns (:data:`DEMO_COLUMNS`), then
+    held-out accuracy and seconds (every column is in report.html and summary.md)."""
     frame = pd.DataFrame.from_dict(cell.metrics(["compare", "predictive"]), orient="index")
     frame.index.name = "arm"
-    if "seconds" in frame:
-        frame = frame[[c for c in frame.columns if c != "seconds"] + ["seconds"]]
-    return frame
+    tail = [c for c in frame.columns if c.startswith(("test_", "train_")) and not c.endswith("_per_draw")] + ["seconds"]
+    return frame[[c for c in (*DEMO_COLUMNS, *tail) if c in frame]]
 
 
 def aggregates(frame: pd.DataFrame, groups: list[str], columns: list[str] | None,
