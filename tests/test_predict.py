@@ -1,5 +1,7 @@
 """Function-space outputs of draws (fractalbayes.model.predict) against hand computations."""
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -28,8 +30,6 @@ def test_class_probabilities_of_a_logistic_regression(logistic):
 
 
 def test_class_probabilities_of_a_softmax_classifier():
-    import functools
-
     x = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
     model = functools.partial(fb.models.mlp_classifier, widths=(3,), num_classes=3)
     target = fb.from_numpyro(model, x, np.arange(30) % 3)
