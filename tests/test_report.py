@@ -112,3 +112,38 @@ def test_scatter_reports_correlation_per_group():
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert labels[0].startswith("a: r = 1.00") and labels[-1] == "y = x"
     report.close_figures()
+
+
+def test_verdict_warns_loudly_and_explains_chains_apart():
+    """A planted compare result: an unconverged reference is a loud warning at the top, an arm whose
+    R-hat comes from chains apart gets that reason, and the headline lines are shown."""
+    from fractalbayes.suite.verdict import cell_verdicts, verdict_html, verdict_markdown
+
+    rows = {
+        "sgd": {"r_hat_max": 4.5, "ess_bulk_min": 4.0, "converged": False, "chains_apart": True, "chain_separation": 69.0,
+                "agrees": False, "mmd_p_value": 0.0286, "mmd": 0.4, "mmd_floor": 0.01, "num_draws": 1600},
+        "nuts": {"r_hat_max": 1.058, "ess_bulk_min": 60.0, "converged": False, "chains_apart": False},
+    }
+    result = {"metrics": rows, "reference": "nuts",
+              "verdicts": {"nuts": {"agree": [], "differ": {"sgd": {"beyond_floor": "mmd", "mmd_p_value": 0.0286}},
+                                    "health": {}}},
+              "headline": {"question": "Is fractal's distribution closer to sgd's than nuts's is?",
+                           "lines": ["function (predictive_tv): ... closer: yes"]}}
+    cell = report.CellResult("seed=0", {"status": "done"}, {"compare": {"result": result}}, [])
+    records = cell_verdicts([cell])
+    levels = [level for level, _ in records[0]["warnings"]]
+    assert levels == ["warning", "note"]  # the reference's warning first
+    page = verdict_html(records)
+    assert "Reference nuts has NOT converged (R-hat 1.06 &gt; 1.01, bulk ESS 60 &lt; 400" in page
+    assert "sgd: R-hat 4.5 &gt; 1.01, bulk ESS 4 &lt; 400 because its chains sit in different places" in page
+    assert "closer: yes" in page and "0.4 (floor 0.01, beyond)" in page
+    markdown = "\n".join(verdict_markdown(records))
+    assert markdown.startswith("## Verdict") and "> **WARNING:** Reference nuts" in markdown
+    assert verdict_html([]) == "" and verdict_markdown([]) == []
+
+
+def test_counts_print_as_integers():
+    frame = pd.DataFrame({"num_draws": [1600.0, np.nan, 16000.0], "r_hat": [1.0, 1.01, np.nan]})
+    html_table = report._table_html(frame)
+    assert ">1600<" in html_table and ">16000<" in html_table and "1.6e+04" not in html_table
+    assert ">1.01<" in html_table
