@@ -71,7 +71,7 @@ def test_compare_figures_and_basin_masses(arms):
     ess = array_stats.ess(labelled["sgld"].stats["basin"].astype(float), chain_axis=0, draw_axis=1)
     assert abs(masses["sgld"][1] - 0.5) < 4 * np.sqrt(0.25 / ess)
     figures = compare_figures(labelled, var_names=["w"])
-    assert set(figures) == {"marginals", "forest", "pairs", "basin_masses"}
+    assert set(figures) == {"marginals", "forest", "ess", "pairs", "basin_masses"}
     bars = figures["basin_masses"].axes[0].patches
     np.testing.assert_allclose([b.get_height() for b in bars], np.concatenate([masses["sgld"], masses["nuts"]]))
     for name, figure in figures.items():  # every figure's legend names every arm

@@ -336,14 +336,15 @@ def site_trees(runs: dict[str, Run], names: list[str], max_per_chain: int = 500)
 def legend_and_title(collection: Any, title: str) -> Any:
     """The PlotCollection's matplotlib figure with a legend naming the arms, a title above the
     panels' own titles (room made at the top) and at least 3.2 inches of height."""
-    collection.add_legend("model", title="arm", loc="upper right", bbox_to_anchor=(1.0, 1.0))
     figure = collection.get_viz("figure")
+    if not figure.legends:  # plot_ess draws its own
+        collection.add_legend("model", title="arm", loc="upper right", bbox_to_anchor=(1.0, 1.0))
     rows = max(len({round(ax.get_position().y0, 3) for ax in figure.axes}), 1)
     width, height = figure.get_size_inches()
     height = max(height, 3.2, 2.4 * rows)  # room for each row's title above its axes
     figure.set_size_inches(max(width, 8.0), height)
     figure.set_layout_engine(None)
-    figure.subplots_adjust(top=1 - 0.75 / height, right=0.88, left=0.06, hspace=0.6)
+    figure.subplots_adjust(top=1 - 0.75 / height, bottom=0.6 / height, right=0.88, left=0.07, hspace=0.6)
     figure.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=11)
     return collection
 
@@ -353,7 +354,8 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
     """Figures of a comparison, from the healthy chains unless ``include_diverged``; each names every
     arm in its legend: marginal overlays (arviz-plots ``plot_dist``; ``var_names`` default: the
     site with the fewest entries, the last of equals, e.g. the output bias), a forest plot of every arm's
-    credible intervals (``plot_forest``, the first ``max_forest`` entries of the site), ONE pair plot
+    credible intervals (``plot_forest``, the first ``max_forest`` entries of the site), local ESS
+    against ArviZ's 400 (``plot_ess``), ONE pair plot
     of the first ``max_pair_dims`` unconstrained coordinates with every arm overlaid (``plot_pair``)
     and, when runs carry basin labels, basin-mass bars with integer basin ticks. Returns {name:
     PlotCollection or matplotlib Figure}; each has ``savefig``."""
@@ -371,6 +373,8 @@ def compare_figures(runs: dict[str, Run], *, var_names: list[str] | None = None,
         coords = {f"{names[0]}_dim_0": list(range(min(max_forest, site.shape[2])))}
     forest = arviz_plots.plot_forest(trees, var_names=names[:1], coords=coords, aes={"color": ["model"]})
     figures["forest"] = legend_and_title(forest, f"94% intervals of {names[0]} by arm")
+    ess = arviz_plots.plot_ess(trees, var_names=names[:1], coords=coords, aes={"color": ["model"]})
+    figures["ess"] = legend_and_title(ess, f"Local ESS of {names[0]} by arm (line: 400, ArviZ's minimum)")
     dims = min(max_pair_dims, next(iter(runs.values())).positions.shape[-1])
     figures["pairs"] = pair_figure({name: thin_chains(run.positions, 400)[..., :dims] for name, run in runs.items()})
     masses = {name: m for name, run in runs.items() if (m := basin_masses(run)) is not None}
