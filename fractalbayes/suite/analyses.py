@@ -177,13 +177,13 @@ def comparison(ctx: Context, options: dict) -> dict:
         ctx.figures[f"compare_{name}"] = figure
     result = {"metrics": main.to_dict(orient="index"), "reference": reference, "references": [reference, *extra],
               "verdicts": verdicts(table),
-              "tables": {f"against {r}": table.loc[r].reset_index() for r in extra}}
+              "tables": {f"against {r}": table.loc[r] for r in extra}}
     sgd, fractal_arm = _arm_of(ctx, options["sgd"], "sgd"), _arm_of(ctx, options["fractal"], "fractal")
     if sgd in ctx.runs and fractal_arm in ctx.runs and reference not in (sgd, fractal_arm):
         answer = headline(ctx.runs, sgd=sgd, fractal=fractal_arm, posterior=reference, probe=x_probe,
                           target=ctx.target, max_draws=options["max_draws"], seed=ctx.seed)
         result["headline"] = {"question": answer.question, "lines": answer.lines}
-        result["tables"]["headline"] = answer.table.reset_index()
+        result["tables"]["headline"] = answer.table
     return result
 
 
