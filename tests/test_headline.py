@@ -72,3 +72,28 @@ def test_bad_arms_are_refused(planted):
         headline(runs, fractal="fr")
     with pytest.raises(fb.errors.InputError, match="three different arms"):
         headline(runs, fractal="sgd")
+
+
+@pytest.mark.slow
+def test_quick_suite_states_the_headline_first(tmp_path):
+    """The shipped quick suite (about 35 s on 2 cores): its report opens with the verdict, which
+    asks the headline question and answers it once per view."""
+    import subprocess
+    import sys
+    from importlib import resources
+
+    suite = resources.files("fractalbayes.suites") / "quick.toml"
+    out = tmp_path / "quick"
+    run = subprocess.run([sys.executable, "-m", "fractalbayes", "run", str(suite), "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = subprocess.run([sys.executable, "-m", "fractalbayes", "report", str(out)], capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    markdown = (out / "summary.md").read_text()
+    assert markdown.index("## Verdict") < markdown.index("## Cells")
+    assert "**Is fractal's distribution closer to sgd's than nuts's is, beyond the noise floor?**" in markdown
+    for view in ("function (predictive_tv)", "basins (basin_js", "weights (sliced_wasserstein)"):
+        line = next(line for line in markdown.splitlines() if line.startswith(f"- {view}"))
+        assert line.split("closer: ")[1] in ("yes", "no", "undetermined (within noise floor)"), line
+    assert "Against nuts: " in markdown and "Against sgd: " in markdown
