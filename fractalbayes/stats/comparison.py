@@ -193,15 +193,21 @@ def _with_floors(values: dict[str, float], floors: dict[str, float]) -> dict[str
 
 def _one_reference(runs: dict[str, Run], reference: str, draws: dict[str, np.ndarray],
                    preds: dict[str, np.ndarray] | None, classes: int, health: dict[str, dict],
-                   dropped: dict[str, int], seed: int) -> pd.DataFrame:
+                   dropped: dict[str, int], seed: int, memo: dict[tuple[str, str], float]) -> pd.DataFrame:
     ref = draws[reference]
     bandwidth = median_heuristic(np.asarray(pairwise_sq_dists(_flat(ref).astype(np.float32))))
     weights = weight_statistics(seed) | {"mmd": _mmd_statistic(bandwidth, seed)}
     functions = function_statistics(classes > 0, classes) if preds is not None else {}
 
     def own_floors(arm: str) -> dict[str, float]:
-        return ({name: split_half_floor(draws[arm], stat) for name, stat in weights.items()}
-                | {name: split_half_floor(preds[arm], stat) for name, stat in functions.items()})
+        """Split-half floors of one arm; all but the MMD's (whose bandwidth is the reference's) are
+        kept in ``memo`` across references."""
+        floors = {"mmd": split_half_floor(draws[arm], weights["mmd"])}
+        for name, stat in ({k: v for k, v in weights.items() if k != "mmd"} | functions).items():
+            if (arm, name) not in memo:
+                memo[arm, name] = split_half_floor((preds if name in functions else draws)[arm], stat)
+            floors[name] = memo[arm, name]
+        return floors
     ref_floors = own_floors(reference)
     ref_labels = runs[reference].stats.get("basin")
     ref_masses = basin_masses(runs[reference])
@@ -290,7 +296,8 @@ def compare(
     classes = num_classes(target, probe) if classifier else 0
     preds = None if probe is None else {
         name: predictions(target, d, probe, classifier, seed) for name, d in draws.items()}
-    tables = {ref: _one_reference(runs, ref, draws, preds, classes, health, dropped, seed) for ref in references}
+    memo: dict[tuple[str, str], float] = {}
+    tables = {ref: _one_reference(runs, ref, draws, preds, classes, health, dropped, seed, memo) for ref in references}
     single = isinstance(reference, str) and not pairwise
     table = tables[reference] if single else pd.concat(tables, names=["reference", "arm"])
     table.attrs = {"reference": reference if single else references, "max_draws": max_draws, "seed": seed}
