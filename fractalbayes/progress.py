@@ -103,8 +103,6 @@ class PlainProgress:
 class _Off:
     """A bar that shows nothing (progress off)."""
 
-    n = 0
-
     def update(self, n: int = 1) -> None:
         pass
 
