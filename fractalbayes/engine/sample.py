@@ -118,6 +118,9 @@ def sample(
     settings a composite method sets itself, are an error before any work, and so are NumPyro's
     spellings (``num_warmup``, ``thinning``, ``rng_key``, ``progress_bar``: the error names ours).
     ``seed`` is an int or a JAX key (recorded as the int it maps to, see ``checks.seed``).
+    ``progress``: True/False, or None for a bar only when chains x steps >= 200 000; the bar and
+    the phase lines (compiling, NUTS warm-up and its duration) go through :mod:`fractalbayes.progress`
+    (a tqdm bar on a terminal, ``fractalbayes`` logger lines otherwise).
 
     ``stats``: the kernel's per-step statistics kept per draw (``run.stats``): None keeps all but
     the gradient norm (``OPT_IN_STATS``), ``"all"`` every one, or a tuple of names; XLA skips the
