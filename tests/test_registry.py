@@ -186,9 +186,7 @@ BAD_CALLS = [
     ("fractal", {"checkpoint_start": 100}, r"does not take \['checkpoint_start'\]"),
     ("fractal", {"init": "uniform"}, r"does not take \['init'\]"),
     ("fractal", {"record_window": (0, 5)}, r"does not take \['record_window'\]"),
-    pytest.param("fractal", {"devices": 1}, "method sets its own statistics and devices", marks=pytest.mark.xfail(
-        strict=True, reason="engine/sample.py refuses devices= for a method only when it builds a mesh, and "
-                            "devices=1 builds none: the check should be `devices is not None`")),
+    ("fractal", {"devices": 1}, "method sets its own statistics and devices"),
     ("fractal", {"stats": "all"}, "method sets its own statistics and devices"),
     ("fractal", {"num_chains": 0}, "num_chains must be an integer >= 1, got 0"),
     ("fractal", {"num_samples": -1}, "num_samples must be an integer >= 1"),

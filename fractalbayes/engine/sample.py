@@ -135,7 +135,7 @@ def sample(
                         checkpoint_start=checkpoint_start, record_window=record_window)
     mesh = chain_mesh(devices, config.num_chains)
     if spec.run is not None:
-        if stats is not None or mesh is not None:
+        if stats is not None or devices is not None:
             raise ModelError(f"the {spec.name!r} method sets its own statistics and devices; drop stats= and devices=")
         return spec.run(target, config, progress)
     return run_kernel(target, spec, config, init, progress, stats=stats, mesh=mesh)
