@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fractalbayes.engine import cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,7 @@ def child(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_second_process_skips_compilation(tmp_path):
     first = child(XDG_CACHE_HOME=str(tmp_path))
     second = child(XDG_CACHE_HOME=str(tmp_path))
@@ -54,6 +57,7 @@ def test_second_process_skips_compilation(tmp_path):
     assert second["first"] == first["first"]  # same seed, same draws from a cached executable
 
 
+@pytest.mark.slow
 def test_opt_out_leaves_jax_alone(tmp_path):
     out = child(FRACTALBAYES_NO_CACHE="1", XDG_CACHE_HOME=str(tmp_path))
     assert out["dir"] is None and out["hits"] == 0 and out["misses"] == 0

@@ -74,6 +74,7 @@ def sharded():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sgld", "sgd"])
 def test_sharded_sg_draws_are_bitwise_equal(sharded, name):
     for devices in ("2", "4", "list"):
@@ -81,6 +82,7 @@ def test_sharded_sg_draws_are_bitwise_equal(sharded, name):
         assert row["bitwise"] and row["max_abs"] == 0.0, (devices, row)
 
 
+@pytest.mark.slow
 def test_sharded_nuts_draws_agree(sharded):
     # Full-batch NUTS: the chains' arithmetic is the same, but XLA may order the data-axis sums of a
     # 2-chain batch differently from an 8-chain one (float32 rounding, ~1e-7 relative per step). On
@@ -91,6 +93,7 @@ def test_sharded_nuts_draws_agree(sharded):
         assert row["max_abs"] < 1e-3 and row["same_sites"], (devices, row)
 
 
+@pytest.mark.slow
 def test_sharded_divergence_and_cache_keys(sharded):
     assert sharded["diverged"]["same"]
     assert "None" in sharded["meshes"] and "(2,)" in sharded["meshes"] and "(4,)" in sharded["meshes"]
@@ -107,6 +110,7 @@ def test_bad_devices_fail_before_work(logistic):
     assert chain_mesh(None, 3) is None and chain_mesh(1, 3) is None
 
 
+@pytest.mark.slow
 def test_uneven_split_and_repeated_devices_are_refused(sharded):
     assert "num_chains=6 cannot be split evenly over 4 devices" in sharded["uneven"]
     with pytest.raises(fb.InputError, match="lists a device twice"):

@@ -26,6 +26,7 @@ def finished(tmp_path_factory):
     return finished_suite(tmp_path_factory.getbasetemp())
 
 
+@pytest.mark.slow
 def test_report_has_tables_figures_and_the_config(finished):
     assert finished.report.returncode == 0, finished.report.stderr[-3000:]
     page = (finished.out / "report.html").read_text()
@@ -55,6 +56,7 @@ def test_report_has_tables_figures_and_the_config(finished):
     assert (finished.out / "figures" / "displacement.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_report_opens_in_headless_chromium_without_console_errors(finished, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`; ./dev test "
@@ -78,6 +80,7 @@ def test_report_opens_in_headless_chromium_without_console_errors(finished, tmp_
     assert frame.sum() > 500
 
 
+@pytest.mark.slow
 def test_every_report_figure_names_every_arm_in_its_legend(finished):
     """The figures of the report's cells, rebuilt from the saved runs: every legend lists every arm
     (a missing or partial legend fails), and each PNG the page embeds was written."""

@@ -234,8 +234,9 @@ def power(
 def verdict(test: PermutationTest, power_at_alpha: float, *, alpha: float = 0.05) -> str:
     """One line: does the LLC form beat a global exponent (yes / no / undetermined)?"""
     if test.min_p_value > alpha:
-        return (f"LLC form beats a global exponent: undetermined at alpha = {alpha:g} (K! = {test.num_assignments} "
-                f"assignments: the smallest possible p-value is {test.min_p_value:.3g}; K >= 4 basins are needed)")
+        return (f"LLC form beats a global exponent: undetermined at alpha = {alpha:g} ({test.num_assignments} "
+                f"assignments: the smallest possible p-value is {test.min_p_value:.3g}; K >= 4 basins and enough "
+                f"permutations are needed)")
     if test.p_value <= alpha:
         return (f"LLC form beats a global exponent: yes at alpha = {alpha:g}, power {power_at_alpha:.2f} "
                 f"(p = {test.p_value:.3g})")
