@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from fractalbayes.slt.tempering import basin_diffusion_coefficient, fit_tempering, permutation_ranks
+from fractalbayes.slt.tempering import basin_diffusion_coefficient, fit_tempering, permutation_test
 
 P_B = np.array([0.1, 0.2, 0.3, 0.4])
 LAMBDAS = np.array([0.5, 1.0, 1.5, 2.2])
@@ -81,19 +81,18 @@ def test_inverse_and_power_agree_for_equal_exponents():
 
 def test_true_assignment_ranks_first():
     p_sgd = _sgd_masses(P_B, LAMBDAS, XI, SCALE, D_S)
-    rank, objectives = permutation_ranks(p_sgd, P_B, LAMBDAS, d_s=D_S, m=M)
-    assert rank == 1
-    assert objectives.shape == (math.factorial(4),)
-    assert objectives[0] < 1e-8 and np.all(objectives[1:] > 1e-5)
+    test = permutation_test(p_sgd, P_B, LAMBDAS)
+    assert test.rank == 1 and test.ties == 0 and test.p_value == pytest.approx(1 / 24)
+    assert test.objectives.shape == (math.factorial(4),)
+    assert test.objectives[0] < 1e-8 and np.all(test.objectives[1:] > 1e-5)
 
 
 def test_permutation_sampling_is_seeded():
     p_sgd = _sgd_masses(P_B, LAMBDAS, XI, SCALE, D_S)
-    kwargs = dict(d_s=D_S, m=M, max_permutations=6, seed=3)
-    rank, objectives = permutation_ranks(p_sgd, P_B, LAMBDAS, **kwargs)
-    again = permutation_ranks(p_sgd, P_B, LAMBDAS, **kwargs)[1]
-    assert rank == 1 and objectives.shape == (6,)
-    np.testing.assert_array_equal(objectives, again)
+    first = permutation_test(p_sgd, P_B, LAMBDAS, max_permutations=6, seed=3)
+    again = permutation_test(p_sgd, P_B, LAMBDAS, max_permutations=6, seed=3)
+    assert first.rank == 1 and not first.exact and first.objectives.shape == (6,)
+    np.testing.assert_array_equal(first.objectives, again.objectives)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -159,7 +158,8 @@ def test_validation(change, match):
 
 
 def test_permutation_validation():
+    masses = {k: GOOD[k] for k in ("p_sgd", "p_b", "lambdas")}
     with pytest.raises(ValueError, match="max_permutations"):
-        permutation_ranks(**GOOD, max_permutations=1)
-    with pytest.raises(ValueError, match="d_s"):
-        permutation_ranks(**{**GOOD, "d_s": -1.0})
+        permutation_test(**masses, max_permutations=1)
+    with pytest.raises(ValueError, match="xi_range"):
+        permutation_test(**masses, xi_range="wide")

@@ -146,7 +146,9 @@ def _global_objective(p_sgd: np.ndarray, log_pb: np.ndarray, entropy: float) -> 
     return float(min(values[i], objective(np.array([(low + high) / 2]))[0]))
 
 
-def _assignments(k: int, max_permutations: int, rng: np.random.Generator) -> tuple[list[tuple[int, ...]], bool]:
+def assignments(k: int, max_permutations: int, rng: np.random.Generator) -> tuple[list[tuple[int, ...]], bool]:
+    """The identity, then every other permutation of range(k) when k! <= max_permutations (exact), else
+    max_permutations - 1 random ones; and whether the list is exact."""
     identity = tuple(range(k))
     if math.factorial(k) <= max_permutations:
         return [identity] + [p for p in itertools.permutations(range(k)) if p != identity], True
@@ -183,7 +185,7 @@ def permutation_test(
     max_permutations = checks.check("max_permutations", max_permutations, checks.integer(2))
     xi_range = checks.check("xi_range", xi_range, checks.choice("paper", "free"))
     rng = np.random.default_rng(seed)
-    orders, exact = _assignments(lambdas.size, max_permutations, rng)
+    orders, exact = assignments(lambdas.size, max_permutations, rng)
     objectives = _fit_batch(p_sgd, np.log(p_b), lambdas[np.array(orders)], xi_range)
     observed = objectives[0]
     tolerance = 1e-9 * max(1.0, abs(observed)) + 1e-12

@@ -23,7 +23,6 @@ Controls: the untempered comparison (e_k = 1, q = p_b) and a global model with o
 every basin (q ∝ p_b^{1/c}), which tests whether the basin-dependence through lambda_k matters.
 """
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -38,8 +37,8 @@ from fractalbayes.errors import InputError
 from fractalbayes.slt.evidence import PermutationTest, permutation_test
 from fractalbayes.stats.metrics import as_masses, mass_divergences
 
-__all__ = ["PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_ranks",
-           "permutation_test", "temper"]
+__all__ = ["PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_test",
+           "temper"]
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
@@ -429,54 +428,3 @@ def fit_tempering(
         d_s=d_s,
         m=m,
     )
-
-
-def permutation_ranks(
-    p_sgd: ArrayLike,
-    p_b: ArrayLike,
-    lambdas: ArrayLike,
-    *,
-    d_s: float,
-    m: float,
-    max_permutations: int = 720,
-    seed: int = 0,
-    xi_range: XiRange = "paper",
-    scale: Literal["fit", "m"] | float = "fit",
-    fractal_dim: FractalDim = "lambda",
-) -> tuple[int, np.ndarray]:
-    """Rank of the true lambda-to-basin assignment among shuffled ones, by fit objective.
-
-    Refits KL(p_sgd || q) (as :func:`fit_tempering`, same options) with the lambdas permuted
-    across basins. If the basin-dependence comes from the LLCs, the true assignment should fit
-    best. Uses every permutation when K! <= max_permutations, otherwise the identity plus
-    max_permutations - 1 permutations drawn with ``np.random.default_rng(seed)``.
-
-    Returns:
-        rank: 1 + number of permutations whose objective is strictly smaller than the true
-            assignment's (1 = best; ties, e.g. from equal lambdas, which give bit-identical
-            fits, count in favour of the true assignment).
-        objectives: the objectives, the true assignment first, then the other permutations in
-            ``itertools.permutations`` order (identity skipped) or in the order drawn.
-    """
-    p_sgd, p_b, lambdas, d_s, m, _, log_scale = _validate(
-        p_sgd, p_b, lambdas, d_s, m, xi_range, scale, fractal_dim
-    )
-    checks.check("max_permutations", max_permutations, checks.integer(2))
-    k = lambdas.size
-    identity = tuple(range(k))
-    if math.factorial(k) <= max_permutations:
-        others = [perm for perm in itertools.permutations(range(k)) if perm != identity]
-    else:
-        rng = np.random.default_rng(seed)
-        others = [tuple(rng.permutation(k)) for _ in range(max_permutations - 1)]
-
-    log_pb = np.log(p_b)
-    log_c = _fit_global(p_sgd, log_pb)[0]
-    slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
-    objectives = np.array(
-        [
-            _fit_xi_scale(p_sgd, log_pb, slopes[list(perm)], xi_range, log_scale, log_c)[2]
-            for perm in [identity, *others]
-        ]
-    )
-    return 1 + int(np.sum(objectives[1:] < objectives[0])), objectives

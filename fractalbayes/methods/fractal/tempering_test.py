@@ -5,7 +5,6 @@ with the lambda_k shuffled across basins, in-sample and on held-out halves.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,12 +149,6 @@ def _identifiability(scale: Any, k: int, lambdas: np.ndarray) -> str:
             "the displacement fit, not from the masses")
 
 
-def _permutations(k: int, max_permutations: int, rng: np.random.Generator) -> list[np.ndarray]:
-    if math.factorial(k) <= max_permutations:
-        return [np.array(p) for p in itertools.permutations(range(k)) if list(p) != list(range(k))]
-    return [rng.permutation(k) for _ in range(max_permutations)]
-
-
 def tempering_test(
     sgd_run: Run,
     posterior_run: Run,
@@ -236,7 +229,7 @@ def tempering_test(
     fit = fit_tempering(p_sgd, p_b, lam, **fit_kwargs)
     degenerate: dict[str, str] = {}
     in_sample = _scores(p_b, _model_masses(fit, p_sgd, lam, d_s), degenerate)
-    perms = _permutations(basins.k, max_permutations, rng)
+    perms = [np.array(p) for p in evidence.assignments(basins.k, max(max_permutations, 2), rng)[0][1:]]
     shuffled_fits = [fit_tempering(p_sgd, p_b, lam[p], **fit_kwargs) for p in perms]
     shuffled = [_scores(p_b, {"llc_shuffled": f.p_tempered}, degenerate)["llc_shuffled"] for f in shuffled_fits]
     in_sample["llc_shuffled"] = {m: float(np.nanmedian([sc[m] for sc in shuffled])) if perms else float("nan")
