@@ -63,6 +63,9 @@ def test_groups_and_names(trees, runs, name):
     if name == "nuts":
         assert {"lp", "energy", "n_steps", "tree_depth", "acceptance_rate"} <= stats
     assert ("lp" in stats) == (name in ("nuts", "sgld", "sghmc"))  # SGD and the mixture target no one density
+    # the model's other data argument under its own name (linear_regression(x, y)); y is observed_data
+    assert list(tree["constant_data"].data_vars) == ["x"]
+    np.testing.assert_array_equal(tree["constant_data"]["x"].values, np.asarray(runs[name].target.data["x"]))
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -149,6 +152,7 @@ def test_saved_file_keeps_the_model_groups_for_arviz(runs, tmp_path):
     tree = loaded.to_arviz(posterior_predictive=True)
     assert np.isfinite(arviz_stats.loo(tree).elpd)
     np.testing.assert_array_equal(tree["log_likelihood"]["y"].values, run.to_arviz()["log_likelihood"]["y"].values)
+    np.testing.assert_array_equal(tree["constant_data"]["x"].values, np.asarray(run.target.data["x"]))
     with pytest.raises(fb.InputError, match="needs the model.*run.target"):
         fb.load_run(run.save(tmp_path / "bare.nc", log_likelihood=False)).to_arviz(log_likelihood=True)
 

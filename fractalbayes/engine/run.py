@@ -23,6 +23,7 @@ plot_ess/plot_energy/plot_ppc_dist``), with the groups
     posterior_predictive      opt-in (``posterior_predictive=True``): one draw of every observed
                               site per posterior draw, on the training inputs
     observed_data             the observed sites
+    constant_data             the model's other data arguments (e.g. ``x``), under its own names
     checkpoints               flat positions on the geometric step grid (chain, checkpoint, param)
 
 and the run's config, timings, package versions and ``format_version`` as JSON in the root's
@@ -57,7 +58,7 @@ FORMAT_VERSION = 2
 """Version of the run-file layout `Run.save` writes; 1 = files without one (migrated on load)."""
 LOG_LIKELIHOOD_LIMIT = 10_000_000
 """Above this many draws x observations, ``log_likelihood`` (and the SG samplers' ``lp``) are opt-in."""
-MODEL_GROUPS = ("log_likelihood", "posterior_predictive")
+MODEL_GROUPS = ("log_likelihood", "posterior_predictive", "constant_data")
 """Groups computed from the model (kept in ``Run.groups`` when read from a file)."""
 
 
@@ -219,6 +220,8 @@ class Run:
         groups = {"posterior": self.sites, "unconstrained_posterior": unconstrained, "sample_stats": stats}
         if self.observed:
             groups["observed_data"] = self.observed
+        if "constant_data" not in self.groups and self.target is not None and (constant := self._constant_data()):
+            groups["constant_data"] = constant
         if want_ll and "log_likelihood" not in self.groups and self.target is not None and self.observed:
             values = self._from_model(arviz_groups.log_likelihood, log_likelihood, "the log_likelihood group")
             if values is not None:
@@ -247,6 +250,13 @@ class Run:
             }
         )
         return tree
+
+    def _constant_data(self) -> dict[str, np.ndarray]:
+        """The model's data arguments that are not observations (e.g. the inputs), under the model's
+        own parameter names."""
+        observed = [np.asarray(v) for v in self.observed.values()]
+        return {name: np.asarray(value) for name, value in self.target.data.items()
+                if not any(o.shape == np.shape(value) and np.array_equal(o, np.asarray(value)) for o in observed)}
 
     @classmethod
     def from_arviz(cls, tree: xr.DataTree) -> Run:
