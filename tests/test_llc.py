@@ -144,6 +144,20 @@ def test_regular_model_gives_half_the_dimension(regular_result):
     assert 0.9 < result.mala_acceptance <= 1.0
 
 
+@pytest.mark.slow
+def test_sgld_cv_estimates_the_llc(regular, regular_result):
+    # Same settings and centre as regular_result's SGLD; the same exact tempered value 0.992 d/2 = 2.98
+    # and the same MCSE scale (~0.04): the control variate changes the gradient noise, not the target,
+    # so 10 % (0.3, > 5 MCSE) holds.
+    target, _ = regular
+    sampler = "sgld_cv"
+    result = llc.estimate(target, regular_result.center, sampler=sampler, step_size=1e-4, num_chains=4,
+                          num_draws=2000, thin=10, burn_in=500, full_loss_every=1, progress=False)
+    assert result.mean == pytest.approx(D / 2, rel=0.10)
+    with pytest.raises(fb.ModelError, match="prior=False needs a sampler with a prior_power option"):
+        llc.estimate(target, regular_result.center, sampler=sampler, prior=False)
+
+
 def test_train_reaches_the_least_squares_minimiser(regular):
     target, data = regular
     center, info = llc.train(target, num_steps=2000)
