@@ -94,7 +94,8 @@ def test_every_report_figure_names_every_arm_in_its_legend(finished):
     for name, figure in figures.items():
         assert set(legend_labels(figure)) >= set(runs), (name, legend_labels(figure))
     pngs = {p.stem for p in (cell / "figures").glob("*.png")}
-    assert {"compare_marginals", "compare_forest", "compare_ess", "compare_pairs", "loss"} <= pngs, pngs
+    assert {"compare_marginals", "compare_forest", "compare_ess", "compare_pairs", "loss", "trace_sgld", "rank_sgld",
+            "trace_nuts", "rank_nuts"} <= pngs, pngs
     close_figures()
 
 

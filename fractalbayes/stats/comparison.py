@@ -336,7 +336,10 @@ def site_trees(runs: dict[str, Run], names: list[str], max_per_chain: int = 500)
         for name in names:
             values = np.asarray(run.sites[name])[:, index]
             data[name] = (("chain", "draw", *(f"{name}_dim_{i}" for i in range(values.ndim - 2))), values)
-        trees[arm] = xr.DataTree.from_dict({"posterior": xr.Dataset(data)})
+        dataset = xr.Dataset(data)
+        # index coordinates on every dimension: arviz-plots selects by them (plot_rank refuses without)
+        trees[arm] = xr.DataTree.from_dict({"posterior": dataset.assign_coords(
+            {dim: np.arange(size) for dim, size in dataset.sizes.items()})})
     return trees
 
 

@@ -53,6 +53,33 @@ def _marginal_site(runs: dict, choice: str) -> str | None:
     return small[-1] if small else None
 
 
+def per_arm_chain_figures(trees: dict[str, Any], site: str) -> dict[str, Any]:
+    """arviz-plots' trace-and-marginal (``plot_trace_dist``) and rank (``plot_rank``) plots of one
+    site, one figure per arm titled with it: both draw chains, not arms, so they cannot overlay the
+    arms (arviz-plots 1.3.2's ``plot_rank`` refuses several models); rank plots need >= 2 chains."""
+    import arviz_plots
+
+    figures = {}
+    for arm, tree in trees.items():
+        trace = arviz_plots.plot_trace_dist(tree, var_names=[site], compact=True)
+        figures[f"trace_{arm}"] = _titled(trace, f"{arm}: trace and marginal of {site}, by chain")
+        if tree["posterior"].sizes["chain"] > 1:
+            rank = arviz_plots.plot_rank(tree, var_names=[site])
+            figures[f"rank_{arm}"] = _titled(rank, f"{arm}: rank plot of {site} (uniform when chains mix)")
+    return figures
+
+
+def _titled(collection: Any, title: str) -> Any:
+    """A title above the panels' own, with room made for it."""
+    figure = collection.get_viz("figure")
+    height = max(figure.get_size_inches()[1], 2.8)
+    figure.set_size_inches(figure.get_size_inches()[0], height)
+    figure.set_layout_engine(None)
+    figure.subplots_adjust(top=1 - 0.8 / height, bottom=0.5 / height, hspace=0.6)
+    figure.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=11)
+    return collection
+
+
 def cell_figures(ctx) -> dict[str, Any]:
     """Loss traces and marginal overlays (with "summary"), predictive maps of 2-D classifiers (with
     "predictive"). Each value has ``savefig(path, dpi=...)``."""
@@ -65,8 +92,10 @@ def cell_figures(ctx) -> dict[str, Any]:
         figures["loss"] = loss_trace_figure(runs)
         site = _marginal_site(runs, analyses["summary"]["marginals"])
         if site is not None:
-            marginals = arviz_plots.plot_dist(site_trees(runs, [site]), var_names=[site])
+            trees = site_trees(runs, [site])
+            marginals = arviz_plots.plot_dist(trees, var_names=[site])
             figures[f"marginals_{site}"] = legend_and_title(marginals, f"Marginals of {site} by arm")
+            figures |= per_arm_chain_figures(trees, site)
     x = np.asarray(ctx.dataset.x_train)
     if "predictive" in analyses and x.ndim == 2 and x.shape[1] == 2 and is_classifier(ctx.target, x):
         figures["predictive"] = predictive_map_figure(ctx.target, runs, x, np.asarray(ctx.dataset.y_train))
