@@ -21,19 +21,10 @@ import numpy as np
 import pandas as pd
 
 import fractalbayes as fb
+from fractalbayes.slt.walks import ar1_chains as ar1
 from calibration_diffusion import study_dimensions  # benchmarks/ is the script's path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "calibration.md"
-
-
-def ar1(rng: np.random.Generator, chains: int, draws: int, dim: int, rho: float, shift: float = 0.0) -> np.ndarray:
-    """Stationary AR(1) chains with N(0, 1) marginals: x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t."""
-    x = np.empty((chains, draws, dim))
-    x[:, 0] = rng.normal(size=(chains, dim))
-    noise = rng.normal(size=(chains, draws, dim)) * np.sqrt(1 - rho**2)
-    for t in range(1, draws):
-        x[:, t] = rho * x[:, t - 1] + noise[:, t]
-    return x + shift
 
 
 def binomial_se(p: float, n: int) -> float:

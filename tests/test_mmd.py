@@ -4,17 +4,8 @@ import numpy as np
 import pytest
 
 import fractalbayes as fb
+from fractalbayes.slt.walks import ar1_chains as ar1
 from fractalbayes.stats import mmd
-
-
-def ar1(rng, chains, draws, dim, rho, shift=0.0):
-    """Stationary AR(1) chains with N(0, 1) marginals: x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t."""
-    x = np.empty((chains, draws, dim))
-    x[:, 0] = rng.normal(size=(chains, dim))
-    noise = rng.normal(size=(chains, draws, dim)) * np.sqrt(1 - rho**2)
-    for t in range(1, draws):
-        x[:, t] = rho * x[:, t - 1] + noise[:, t]
-    return x + shift
 
 
 @pytest.fixture(scope="module")

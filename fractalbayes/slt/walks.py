@@ -130,3 +130,16 @@ def ou(chains: int, steps: np.ndarray, dim: int = 3, rate: float = 0.02, seed: i
         decay = np.exp(-rate * gap)
         out[:, k] = decay * out[:, k - 1] + np.sqrt(1 - decay**2) * rng.standard_normal((chains, dim))
     return out
+
+
+def ar1_chains(rng: np.random.Generator, chains: int, draws: int, dim: int, rho: float,
+               shift: float = 0.0) -> np.ndarray:
+    """Stationary AR(1) chains, (chains, draws, dim): x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t with
+    N(shift, 1) marginals and integrated autocorrelation time (1 + rho) / (1 - rho): the planted
+    MCMC output of the two-sample-test calibration (SCIENCE.md §7)."""
+    x = np.empty((chains, draws, dim))
+    x[:, 0] = rng.normal(size=(chains, dim))
+    noise = rng.normal(size=(chains, draws, dim)) * np.sqrt(1 - rho**2)
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + noise[:, t]
+    return x + shift
