@@ -71,17 +71,8 @@ def _fit_batch(p_sgd: np.ndarray, log_pb: np.ndarray, lambdas: np.ndarray, xi_ra
     b_low = np.zeros_like(lam_max) if xi_range == "paper" else -2 * _BOX / lam_max
     b_high = 2 * _BOX / lam_max
 
-    def objective(a, b):  # a, b: (P, G) -> (P, G)
-        g = log_pb[None, None, :] * np.exp(-(a[..., None] + b[..., None] * lambdas[:, None, :]))
-        top = np.max(g, axis=-1, keepdims=True)
-        log_q = g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))
-        return entropy - np.sum(p_sgd * log_q, axis=-1)
-
-    def _objective(a, b, lam):  # a, b: (R,), lam: (R, K) -> (R,)
-        g = log_pb[None, :] * np.exp(-(a[:, None] + b[:, None] * lam))
-        top = np.max(g, axis=-1, keepdims=True)
-        log_q = g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))
-        return entropy - np.sum(p_sgd * log_q, axis=-1)
+    def objective(a, b, lam):  # a, b: (R, G); lam: (R, K) -> (R, G)
+        return _kl(p_sgd, log_pb, entropy, a[..., None] + b[..., None] * lam[:, None, :])
 
     # grid start: A in [-7, 7] and B lambda_max in [b_low, b_high] clipped to [-7, 7], spacing <= 0.5
     grid_a = np.linspace(-7.0, 7.0, 29)
@@ -91,7 +82,7 @@ def _fit_batch(p_sgd: np.ndarray, log_pb: np.ndarray, lambdas: np.ndarray, xi_ra
     grid_b = low[:, None] + (high - low)[:, None] * unit[None, :]  # (P, 29)
     a_mesh = np.broadcast_to(grid_a[None, :, None], (len(lambdas), 29, 29)).reshape(len(lambdas), -1)
     b_mesh = np.broadcast_to(grid_b[:, None, :], (len(lambdas), 29, 29)).reshape(len(lambdas), -1)
-    values = objective(a_mesh, b_mesh)
+    values = objective(a_mesh, b_mesh, lambdas)
     starts = np.argsort(values, axis=1)[:, :_STARTS]  # Newton from the best few grid points
     rows = np.repeat(np.arange(len(lambdas)), _STARTS)
     theta = np.stack([a_mesh[rows, starts.ravel()], b_mesh[rows, starts.ravel()]], axis=1)
@@ -114,7 +105,7 @@ def _fit_batch(p_sgd: np.ndarray, log_pb: np.ndarray, lambdas: np.ndarray, xi_ra
         trial = theta + step
         trial[:, 0] = np.clip(trial[:, 0], -_BOX, _BOX)
         trial[:, 1] = np.clip(trial[:, 1], b_low, b_high)
-        new = _objective(trial[:, 0], trial[:, 1], lambdas)
+        new = objective(trial[:, :1], trial[:, 1:], lambdas)[:, 0]
         better = new < current
         theta = np.where(better[:, None], trial, theta)
         current = np.where(better, new, current)
@@ -125,13 +116,20 @@ def _fit_batch(p_sgd: np.ndarray, log_pb: np.ndarray, lambdas: np.ndarray, xi_ra
     return np.maximum(current, 0.0)
 
 
+def _kl(p_sgd: np.ndarray, log_pb: np.ndarray, entropy: float, log_e: np.ndarray) -> np.ndarray:
+    """KL(p_sgd || q) for q ∝ p_b^{1/e}, e = exp(log_e) of shape (..., K) (broadcast): log q = g -
+    logsumexp(g), g = log p_b exp(-log_e); ``entropy`` is sum p_sgd log p_sgd."""
+    g = log_pb * np.exp(-log_e)
+    top = np.max(g, axis=-1, keepdims=True)
+    log_q = g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))
+    return entropy - np.sum(p_sgd * log_q, axis=-1)
+
+
 def _global_objective(p_sgd: np.ndarray, log_pb: np.ndarray, entropy: float) -> float:
     """min over A of KL(p_sgd || q), q ∝ p_b^{exp(-A)}: the global-exponent model (B = 0), by a
     grid over |A| <= 40 refined with bisection on the derivative (the objective is smooth in A)."""
-    def objective(a):
-        g = log_pb[None, :] * np.exp(-a[:, None])
-        top = np.max(g, axis=-1, keepdims=True)
-        return entropy - np.sum(p_sgd * (g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))), axis=-1)
+    def objective(a):  # (G,) -> (G,)
+        return _kl(p_sgd, log_pb, entropy, a[:, None])
 
     grid = np.linspace(-_BOX, _BOX, 1601)
     values = objective(grid)
