@@ -177,6 +177,7 @@ def _conditioned(x, y=None):
 
 _scaled_logistic = handlers.scale(fb.models.logistic_regression, scale=0.5)
 _mlp = functools.partial(fb.models.mlp_classifier, widths=(3,), num_classes=2)
+_mlp_weight_norm = functools.partial(fb.models.mlp_classifier, widths=(3,), num_classes=2, normalization="weight")
 _dln = functools.partial(fb.models.deep_linear_network, hidden=(1,), noise_scale=0.5)
 
 CASES = {
@@ -194,6 +195,7 @@ CASES = {
     "lkj_cholesky": Case(lkj_normal, (YM,), {}, True),
     "ordered": Case(ordered_logistic, (XO, YO), {}, True),
     "mlp": Case(_mlp, (XMLP, YMLP), {}, True),
+    "mlp_weight_norm": Case(_mlp_weight_norm, (XMLP, YMLP), {}, True),
     "dln": Case(_dln, (XDLN, YDLN), {}, True),
 }
 
@@ -247,7 +249,7 @@ PROBE = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.5, -2.0]], np.float3
 def _quantities(name: str, target, sites: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What to compare, each (chain, draw): latent sites' elements, or for the MLP and DLN (whose
     weights are identified only up to permutations and signs) functions of the weights."""
-    if name == "mlp":
+    if name in ("mlp", "mlp_weight_norm"):
         flat = jax.vmap(jax.vmap(target.unconstrain))({k: jnp.asarray(v) for k, v in sites.items()})
         probs = fb.predict.class_probabilities(target, np.asarray(flat), PROBE)[..., 1]
         return {f"p(y=1|probe{i})": probs[..., i] for i in range(len(PROBE))}

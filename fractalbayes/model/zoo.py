@@ -13,6 +13,12 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
+from fractalbayes import checks
+from fractalbayes.errors import ModelError
+
+NORMALIZATIONS = ("none", "weight")
+"""``mlp_classifier``'s hidden-layer parametrisations."""
+
 
 def _normal(name: str, shape: tuple[int, ...], scale: float):
     return numpyro.sample(name, dist.Normal(0.0, scale).expand(shape).to_event(len(shape)))
@@ -37,19 +43,42 @@ def logistic_regression(x, y=None, *, prior_scale: float = 1.0):
 
 
 def mlp_classifier(
-    x, y=None, *, widths: Sequence[int] = (16,), num_classes: int = 2, prior_scale: float = 1.0
+    x,
+    y=None,
+    *,
+    widths: Sequence[int] = (16,),
+    num_classes: int = 2,
+    prior_scale: float = 1.0,
+    normalization: str = "none",
 ):
     """Fully connected ReLU network with a softmax output: y_i ~ Categorical(softmax(f(x_i; w))).
 
-    Layer l has weights ``w{l}`` (fan_in x fan_out) and biases ``b{l}``, all N(0, prior_scale^2).
+    ``normalization="none"``: layer l has weights ``w{l}`` (fan_in x fan_out) and biases ``b{l}``,
+    all N(0, prior_scale^2).
+
+    ``normalization="weight"``: every hidden layer is weight-normalised (Salimans & Kingma 2016,
+    eq. 2), unit j's weight vector w_j = g_j v_j / ||v_j||, with directions ``v{l}`` (fan_in x
+    fan_out, column j = v_j), gains ``g{l}`` (fan_out) and biases ``b{l}``, all N(0, prior_scale^2);
+    the output layer stays ``w{l}``, ``b{l}``. The likelihood is invariant to v_j -> c v_j for every
+    c > 0, the scale invariance that batch norm gives the hidden layers of the paper's nets (batch
+    norm itself normalises by batch statistics, which no per-example likelihood can express); only
+    the prior sees ||v_j||. The gradient of the likelihood is orthogonal to v_j, so plain SGD grows
+    ||v_j|| and with it shrinks the effective step on the direction (Salimans & Kingma, section 2.1).
     """
+    checks.check("mlp_classifier: normalization", normalization, checks.choice(*NORMALIZATIONS), ModelError)
     h = x
     sizes = [x.shape[1], *widths, num_classes]
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = _normal(f"w{layer}", (fan_in, fan_out), prior_scale)
+        hidden = layer < len(sizes) - 2
+        if hidden and normalization == "weight":
+            v = _normal(f"v{layer}", (fan_in, fan_out), prior_scale)
+            g = _normal(f"g{layer}", (fan_out,), prior_scale)
+            w = v * (g / jnp.sqrt(jnp.sum(v**2, axis=0)))
+        else:
+            w = _normal(f"w{layer}", (fan_in, fan_out), prior_scale)
         b = _normal(f"b{layer}", (fan_out,), prior_scale)
         h = h @ w + b
-        if layer < len(sizes) - 2:
+        if hidden:
             h = jnp.maximum(h, 0.0)
     with numpyro.plate("data", x.shape[0]):
         numpyro.sample("y", dist.Categorical(logits=h), obs=y)
