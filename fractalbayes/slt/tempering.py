@@ -19,6 +19,17 @@ even when the prediction holds exactly. The default,
 tempering="inverse", is the exact inverse of the prediction, p_t,k = (Z p_sgd,k)^{e_k} with Z fixed
 by sum_k p_t,k = 1, so p_t = p_b whenever q = p_sgd and the comparison measures only the misfit.
 Following the paper, (xi, s) are fitted by minimising KL(p_sgd || q).
+
+The free-energy form (form="free_energy") tempers only the energy. To leading order the posterior
+mass of basin k at inverse temperature n beta is P_k(n beta) ∝ exp(-n beta L_k - lambda_k log(n beta))
+(the local free energy, Watanabe 2009 Thm 6.7), so p_b,k ∝ exp(-n L_k - lambda_k log n). The power
+form raises all of it, the lambda_k log n term included, to 1/e_k; running basin k at
+n beta_k = n / e_k instead gives
+
+    q_k ∝ exp(-(n/e_k) L_k - lambda_k log(n/e_k)) = p_b,k^{1/e_k} n^{lambda_k (1/e_k - 1)} e_k^{lambda_k},
+
+with n = m and e_k = s D_k(xi) as in the power form (p_b enters normalised in both forms, the
+convention of the paper's Lemma 3.3).
 Controls: the untempered comparison (e_k = 1, q = p_b) and a global model with one exponent c for
 every basin (q ∝ p_b^{1/c}), which tests whether the basin-dependence through lambda_k matters.
 """
@@ -37,16 +48,18 @@ from fractalbayes.errors import InputError
 from fractalbayes.slt.evidence import PermutationTest, permutation_test
 from fractalbayes.stats.metrics import as_masses, mass_divergences
 
-__all__ = ["PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_test",
+__all__ = ["FORMS", "PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_test",
            "temper"]
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
 Tempering = Literal["inverse", "power"]
+Form = Literal["power", "free_energy"]
 
 _WALK_FACTOR = {"lambda": 2.0, "2lambda": 4.0}  # d_walk = factor * lambda / d_s
 _XI_RANGES = ("paper", "free")
 _TEMPERINGS = ("inverse", "power")
+FORMS = ("power", "free_energy")
 _POSITIVE = checks.positive()
 # Search box: every fitted log-exponent stays within +-_LOG_BOX of 0 (c, s) or of log s (xi).
 # Beyond it the predicted masses are numerically saturated (q_k -> 0 or uniform) and the
@@ -75,7 +88,7 @@ class TemperingFit:
         kl_/js_/wasserstein_tempered: p_b vs p_tempered; ..._untempered: p_b vs p_sgd;
         ..._global: p_b vs p_sgd^{c_global} normalised. KL is KL(p_b || .), the reference first.
     Choices, recorded for run metadata: xi_range, scale_mode ("fit", "m" or "fixed"),
-    fractal_dim, tempering, d_s, m.
+    fractal_dim, tempering, d_s, m, form ("power" or "free_energy", see the module docstring).
     """
 
     xi: float
@@ -102,6 +115,7 @@ class TemperingFit:
     tempering: str
     d_s: float
     m: float
+    form: str = "power"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,25 +216,45 @@ def _normalised_log(log_w: np.ndarray) -> np.ndarray:
     return log_w - _logsumexp(log_w)
 
 
-def _log_q(theta: np.ndarray, log_pb: np.ndarray, design: np.ndarray, offset: float):
-    """(g, log q) with g_k = log p_b,k / e_k, log e = offset + design @ theta, for theta of shape
-    (n_params,) or a batch (n_points, n_params)."""
-    g = log_pb * np.exp(-(offset + theta @ design.T))
-    top = np.max(g, axis=-1, keepdims=True)
-    return g, g - top - np.log(np.sum(np.exp(g - top), axis=-1, keepdims=True))
+def _coefficients(log_pb: np.ndarray, lambdas: np.ndarray, m: float, form: str) -> np.ndarray:
+    """(a, b, o), shape (3, K), with log q_k = a_k / e_k + b_k log e_k + o_k + const.
+
+    power: a = log p_b, b = o = 0. free_energy: log q_k = (log p_b,k + lambda_k log m) / e_k
+    + lambda_k log e_k - lambda_k log m, i.e. a = log p_b + lambda log m, b = lambda,
+    o = -lambda log m (module docstring).
+    """
+    if form == "power":
+        return np.stack([log_pb, np.zeros_like(log_pb), np.zeros_like(log_pb)])
+    log_m = math.log(m)
+    return np.stack([log_pb + lambdas * log_m, lambdas, -lambdas * log_m])
+
+
+def _log_q(theta: np.ndarray, coef: np.ndarray, design: np.ndarray, offset: float):
+    """(dh/dlog e, log q) with h_k = a_k / e_k + b_k log e_k + o_k (see :func:`_coefficients`),
+    log e = offset + design @ theta, for theta of shape (n_params,) or a batch (n_points, n_params)."""
+    log_e = offset + theta @ design.T
+    g = coef[0] * np.exp(-log_e)
+    h = g + coef[1] * log_e + coef[2]
+    top = np.max(h, axis=-1, keepdims=True)
+    return coef[1] - g, h - top - np.log(np.sum(np.exp(h - top), axis=-1, keepdims=True))
+
+
+def _log_q_at(exponents: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """log q for given exponents e_k."""
+    return _log_q(np.log(exponents), coef, np.eye(exponents.size), 0.0)[1]
 
 
 def _kl_and_grad(
-    theta: np.ndarray, p_sgd: np.ndarray, log_pb: np.ndarray, design: np.ndarray, offset: float
+    theta: np.ndarray, p_sgd: np.ndarray, coef: np.ndarray, design: np.ndarray, offset: float
 ) -> tuple[float, np.ndarray]:
     """KL(p_sgd || q) and its gradient.
 
-    With log q = g - logsumexp(g): dKL/dg = q - p_sgd and dg_k/dlog e_k = -g_k, so
-    dKL/dtheta = design^T [(q - p_sgd) * (-g)].
+    With log q = h - logsumexp(h): dKL/dh = q - p_sgd and dh_k/dlog e_k = b_k - a_k / e_k, so
+    dKL/dtheta = design^T [(q - p_sgd) * dh/dlog e].
     """
-    g, log_q = _log_q(theta, log_pb, design, offset)
+    dh, log_q = _log_q(theta, coef, design, offset)
     kl = float(np.sum(scipy.special.xlogy(p_sgd, p_sgd)) - p_sgd @ log_q)
-    return kl, design.T @ ((np.exp(log_q) - p_sgd) * -g)
+    return kl, design.T @ ((np.exp(log_q) - p_sgd) * dh)
 
 
 def _grid_axis(low: float, high: float) -> np.ndarray:
@@ -231,30 +265,36 @@ def _grid_axis(low: float, high: float) -> np.ndarray:
 
 def _minimise(
     p_sgd: np.ndarray,
-    log_pb: np.ndarray,
+    coef: np.ndarray,
     design: np.ndarray,
     offset: float,
     bounds: list[tuple[float, float]],
     nested_start: tuple[float, ...],
+    warm: tuple[float, ...] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Minimise KL(p_sgd || q) over theta in the box ``bounds``, deterministically.
 
     Evaluates the objective on a grid over the box (vectorised), then runs L-BFGS-B with the
-    analytic gradient from the _N_REFINE best grid points and from ``nested_start``. Every start
-    is itself a candidate, so the result is never worse than the nested model's optimum.
+    analytic gradient from the _N_REFINE best grid points and from ``nested_start``; with a
+    ``warm`` start (a nearby problem's optimum, for bootstrap refits) the grid is skipped and
+    L-BFGS-B starts from ``warm`` and ``nested_start`` only. Every start is itself a candidate, so
+    the result is never worse than the nested model's optimum.
     """
-    grid = np.stack(
-        np.meshgrid(*[_grid_axis(low, high) for low, high in bounds], indexing="ij"), axis=-1
-    ).reshape(-1, len(bounds))
-    _, log_q = _log_q(grid, log_pb, design, offset)
-    best_on_grid = np.argsort(-(log_q @ p_sgd), kind="stable")[:_N_REFINE]
+    if warm is None:
+        grid = np.stack(
+            np.meshgrid(*[_grid_axis(low, high) for low, high in bounds], indexing="ij"), axis=-1
+        ).reshape(-1, len(bounds))
+        _, log_q = _log_q(grid, coef, design, offset)
+        starts = grid[np.argsort(-(log_q @ p_sgd), kind="stable")[:_N_REFINE]]
+    else:
+        starts = np.clip(np.asarray(warm, float), *np.array(bounds).T)[None, :]
     best_theta, best_kl = None, math.inf
-    for x0 in [np.asarray(nested_start, dtype=float), *grid[best_on_grid]]:
-        start_kl = _kl_and_grad(x0, p_sgd, log_pb, design, offset)[0]
+    for x0 in [np.asarray(nested_start, dtype=float), *starts]:
+        start_kl = _kl_and_grad(x0, p_sgd, coef, design, offset)[0]
         res = scipy.optimize.minimize(
             _kl_and_grad,
             x0,
-            args=(p_sgd, log_pb, design, offset),
+            args=(p_sgd, coef, design, offset),
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
@@ -266,39 +306,46 @@ def _minimise(
     return best_theta, best_kl
 
 
-def _fit_global(p_sgd: np.ndarray, log_pb: np.ndarray) -> tuple[float, float]:
+def _fit_global(p_sgd: np.ndarray, log_pb: np.ndarray, warm: float | None = None) -> tuple[float, float]:
     """(log c, KL(p_sgd || q)) for q ∝ p_b^{1/c}; starts at c = 1, so never worse than it."""
+    coef = _coefficients(log_pb, log_pb, 1.0, "power")
     theta, kl = _minimise(
-        p_sgd, log_pb, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], (0.0,)
+        p_sgd, coef, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], (0.0,),
+        None if warm is None else (warm,),
     )
     return float(theta[0]), kl
 
 
 def _fit_xi_scale(
     p_sgd: np.ndarray,
-    log_pb: np.ndarray,
+    coef: np.ndarray,
     slopes: np.ndarray,
     xi_range: str,
     log_scale: float | None,
-    log_c_global: float,
+    nested_log_scale: float,
+    warm: tuple[float, float] | None = None,
 ) -> tuple[float, float, float]:
     """(log xi, log s, KL(p_sgd || q)) for log e_k = log s + a_k log xi.
 
-    log s is fitted when ``log_scale`` is None; then (xi = 1, s = c_global) is a start, so the
-    tempering model is never worse than the global one it contains.
+    log s is fitted when ``log_scale`` is None; then (xi = 1, s = exp(nested_log_scale)) is a
+    start: the global exponent c for the power form, which therefore is never worse than the
+    global model it contains, and s = 1 (untempered) for the free-energy form.
     """
     span = _LOG_BOX / max(1.0, float(np.max(np.abs(slopes))))
     xi_bounds = (-span, 0.0) if xi_range == "paper" else (-span, span)
     if log_scale is None:
         design = np.stack([slopes, np.ones_like(slopes)], axis=1)
         bounds = [xi_bounds, (-_LOG_BOX, _LOG_BOX)]
-        theta, kl = _minimise(p_sgd, log_pb, design, 0.0, bounds, (0.0, log_c_global))
+        theta, kl = _minimise(p_sgd, coef, design, 0.0, bounds, (0.0, nested_log_scale), warm)
         return float(theta[0]), float(theta[1]), kl
-    theta, kl = _minimise(p_sgd, log_pb, slopes[:, None], log_scale, [xi_bounds], (0.0,))
+    theta, kl = _minimise(p_sgd, coef, slopes[:, None], log_scale, [xi_bounds], (0.0,),
+                          None if warm is None else warm[:1])
     return float(theta[0]), log_scale, kl
 
 
-def temper(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str = "inverse") -> np.ndarray:
+def temper(
+    p_sgd: np.ndarray, exponents: np.ndarray, tempering: str = "inverse", shift: np.ndarray | None = None
+) -> np.ndarray:
     """Tempered SGD masses; basins with p_sgd = 0 keep mass 0.
 
     "power": p_t,k = p_sgd,k^{e_k} / sum_j p_sgd,j^{e_j}.
@@ -306,9 +353,13 @@ def temper(p_sgd: np.ndarray, exponents: np.ndarray, tempering: str = "inverse")
     inverse of q = p_b^{1/e} / sum_j p_b,j^{1/e_j} (Z is that sum). Brent's method on
     t = log Z, bracketed by max_k(-log p_k) (every term >= 1) and min_k(-log p_k - log K / e_k)
     (every term <= 1/K). The two agree when all e_k are equal.
+    ``shift`` r_k replaces log p_sgd,k by log p_sgd,k + r_k in both (the free-energy form's
+    inverse, see :func:`fit_tempering`).
     """
     support = p_sgd > 0
     log_p, e = np.log(p_sgd[support]), exponents[support]
+    if shift is not None:
+        log_p = log_p + shift[support]
     log_z = 0.0
     if tempering == "inverse":
         g = lambda t: _logsumexp(e * (t + log_p))  # noqa: E731  increasing in t
@@ -343,6 +394,8 @@ def fit_tempering(
     scale: Literal["fit", "m"] | float = "fit",
     fractal_dim: FractalDim = "lambda",
     tempering: Tempering = "inverse",
+    form: Form = "power",
+    start: TemperingFit | None = None,
 ) -> TemperingFit:
     """Fit the paper's basin tempering to SGD and posterior basin masses.
 
@@ -365,6 +418,14 @@ def fit_tempering(
             the exact inverse of the prediction, so p_t = p_b when the fit is exact; "power"
             p_t ∝ p_sgd^{e}, the literal reading of the paper. They coincide for equal exponents,
             so the global model's comparison does not depend on this choice.
+        form: "power" (q ∝ p_b^{1/e}, the paper's Lemma 3.3) or "free_energy" (only the energy
+            tempered: q ∝ p_b^{1/e} m^{lambda (1/e - 1)} e^{lambda}, module docstring). The
+            free-energy form's tempered masses invert its own prediction: p_t,k =
+            exp(e_k (t + log p_sgd,k + r_k)), r_k = lambda_k (log m - log e_k) - lambda_k log m / e_k,
+            with t fixed by normalisation ("inverse") or t = 0 then normalised ("power").
+        start: a fit of a nearby problem (same form and options), e.g. the in-sample fit when
+            refitting bootstrap replicates: L-BFGS-B starts from its parameters (and the nested
+            start) instead of a grid. Faster, and local: only for small perturbations.
 
     Identifiability: log e_k = log s + a_k log xi with a_k = 2 - d_walk,k is affine in
     (log xi, log s), and the K masses give K - 1 constraints. (xi, s) are identifiable when
@@ -389,14 +450,22 @@ def fit_tempering(
     )
     if tempering not in _TEMPERINGS:
         raise InputError(f"tempering is {tempering!r}; use 'inverse' or 'power'.")
+    if form not in FORMS:
+        raise InputError(f"form is {form!r}; use 'power' (the paper's Lemma 3.3) or 'free_energy'.")
     log_pb = np.log(p_b)
-    log_c, objective_global = _fit_global(p_sgd, log_pb)
+    log_c, objective_global = _fit_global(p_sgd, log_pb, None if start is None else math.log(start.c_global))
     slopes = _log_xi_slopes(lambdas, d_s, fractal_dim)
-    log_xi, log_s, objective = _fit_xi_scale(p_sgd, log_pb, slopes, xi_range, log_scale, log_c)
+    coef = _coefficients(log_pb, lambdas, m, form)
+    warm = None if start is None else (math.log(start.xi), math.log(start.scale))
+    nested = log_c if form == "power" else 0.0
+    log_xi, log_s, objective = _fit_xi_scale(p_sgd, coef, slopes, xi_range, log_scale, nested, warm)
 
     exponents = np.exp(log_s + slopes * log_xi)
     c_global = math.exp(log_c)
-    p_tempered = temper(p_sgd, exponents, tempering)
+    shift = None
+    if form == "free_energy":
+        shift = lambdas * (math.log(m) - np.log(exponents)) - lambdas * math.log(m) / exponents
+    p_tempered = temper(p_sgd, exponents, tempering, shift)
     tempered = mass_divergences(p_b, p_tempered)
     untempered = mass_divergences(p_b, p_sgd)
     global_ = mass_divergences(p_b, temper(p_sgd, np.full_like(p_sgd, c_global), "power"))
@@ -405,11 +474,12 @@ def fit_tempering(
         xi=math.exp(log_xi),
         scale=math.exp(log_s),
         exponents=exponents,
-        q=np.exp(_normalised_log(log_pb / exponents)),
+        q=np.exp(_log_q_at(exponents, coef)),
         p_tempered=p_tempered,
         objective=objective,
         # the global model at c = 1, the exact value its optimiser starts from
-        objective_untempered=_kl_and_grad(np.zeros(1), p_sgd, log_pb, np.ones((k, 1)), 0.0)[0],
+        objective_untempered=_kl_and_grad(np.zeros(1), p_sgd, _coefficients(log_pb, lambdas, m, "power"),
+                                          np.ones((k, 1)), 0.0)[0],
         kl_tempered=tempered["kl"],
         kl_untempered=untempered["kl"],
         js_tempered=tempered["js"],
@@ -427,4 +497,5 @@ def fit_tempering(
         tempering=tempering,
         d_s=d_s,
         m=m,
+        form=form,
     )
