@@ -69,3 +69,22 @@ def test_constrained_sites_are_computed_when_read(positive_scale, tmp_path):
     loaded = fb.load_run(run.save(tmp_path / "run.nc"))
     np.testing.assert_array_equal(loaded.sites["sigma"], sigma)
     np.testing.assert_array_equal(loaded.positions, run.positions)
+
+
+def test_checkpoints_written_by_the_loop_equal_the_trajectory(conjugate):
+    """Checkpoints that are not draws (step 0, burn-in, between thinned draws) are written inside the
+    loop, the others are read from the draws: both must be the trajectory's positions. The step keys
+    do not depend on thinning, so a thin-1 run with the same seed visits the same positions at every
+    step and serves as the reference for a thin-3 run's checkpoints."""
+    target, _, _ = conjugate
+    common = dict(num_chains=2, burn_in=10, step_size=1e-4, num_checkpoints=25, seed=4, progress=False)
+    thinned = fb.sample(target, "sgld", num_samples=20, thin=3, record_window=(30, 7), **common)
+    every = fb.sample(target, "sgld", num_samples=60, thin=1, **common)
+    steps = thinned.checkpoint_steps
+    assert np.any((steps > 10) & ((steps - 10) % 3 != 0))  # some checkpoints come from the loop
+    later = steps > 10
+    np.testing.assert_array_equal(thinned.checkpoints[:, later], every.positions[:, steps[later] - 11])
+    np.testing.assert_array_equal(thinned.checkpoints[:, 0], every.checkpoints[:, 0])
+    burn = (steps > 0) & (steps <= 10)
+    np.testing.assert_array_equal(thinned.checkpoints[:, burn],
+                                  every.checkpoints[:, np.searchsorted(every.checkpoint_steps, steps[burn])])

@@ -81,6 +81,8 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: Any, record_s
     position = jax.vmap(kernel.position)(states)
 
     last = record_steps.shape[0] - 1
+    if last == 0:  # only step 0, written before the loop: no conditional in the step
+        return Carry(states, keys, step, carry.record, carry.record_next, diverged_at), info
     due = (carry.record_next <= last) & (record_steps[jnp.minimum(carry.record_next, last)] == step)
     record = jax.lax.cond(due, lambda r: r.at[carry.record_next].set(position), lambda r: r, carry.record)
     return Carry(states, keys, step, record, carry.record_next + due, diverged_at), info

@@ -153,13 +153,16 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     if config.record_window is not None:
         start, length = config.record_window
         record_steps = np.union1d(record_steps, np.arange(start, start + length))
+    # A checkpoint at a step that is also a draw is read from the draws; only the others (step 0,
+    # burn-in steps, steps between draws) are written by the loop (none after step 0 at thin 1).
+    from_draws = (record_steps > loop_burn) & ((record_steps - loop_burn) % thin == 0)
     hyper = jax.tree.map(jnp.asarray, hyper)
     timings: dict[str, float] = {"compile_s": 0.0}
     start_time = time.perf_counter()
 
     init_key, warm_key, chain_key = jax.random.split(jax.random.key(config.seed), 3)
     positions0 = _initial_positions(target, init, num_chains, init_key)
-    start, make_carry = _start_fns(kernel, target, len(record_steps))
+    start, make_carry = _start_fns(kernel, target, int(np.sum(~from_draws)))
     states, chain_keys = start(positions0, chain_key, hyper)
     kept_stats = _stats_fields(stats, driver.info_fields(kernel, target, states, hyper))
     show = progress if progress is not None else total_steps * num_chains >= 200_000
@@ -177,7 +180,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
     carry = make_carry(states, chain_keys)
     carry = driver.shard_carry(carry, mesh)
-    record_dev = jnp.asarray(record_steps, jnp.int32)
+    record_dev = jnp.asarray(record_steps[~from_draws], jnp.int32)
     blocks = jnp.asarray(np.arange(draws_per_chunk, dtype=np.int32))
 
     chunk = draws_per_chunk * thin
@@ -214,6 +217,9 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
         done += kept
     bar.close()
     diverged_at = np.asarray(carry.diverged_at, np.int64)
+    checkpoints = np.empty((num_chains, len(record_steps), target.dim), positions.dtype)
+    checkpoints[:, ~from_draws] = np.asarray(carry.record).swapaxes(0, 1)
+    checkpoints[:, from_draws] = positions[:, (record_steps[from_draws] - loop_burn) // thin - 1]
     timings["sampling_s"] = time.perf_counter() - tic
 
     diverging, frozen = driver.divergence_flags(diverged_at, loop_burn, thin, num_samples, stats_out.get("diverging"))
@@ -223,7 +229,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
         positions=positions,
         sites=site_draws(target, positions),
         stats=stats_out,
-        checkpoints=np.asarray(carry.record).swapaxes(0, 1),
+        checkpoints=checkpoints,
         checkpoint_steps=record_steps,
         diverged_at=diverged_at,
         observed=target.memo("observed_data", target.observed_data),
