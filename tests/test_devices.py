@@ -41,8 +41,13 @@ for name, kw in (("sgld", dict(step_size=1e-3)), ("sgd", dict(learning_rate=1e-2
                             and np.array_equal(one.checkpoints, split.checkpoints)
                             and all(np.array_equal(one.stats[k], split.stats[k]) for k in one.stats)),
             "max_abs": float(np.abs(one.positions - split.positions).max()),
-            "same_sites": bool(all(np.allclose(one.sites[k], split.sites[k], atol=1e-4) for k in one.sites)),
+            "same_sites": bool(all(np.allclose(one.sites[k], split.sites[k], atol=1e-3) for k in one.sites)),
+            "recorded": split.config.devices == [str(d) for d in (jax.devices()[:devices] if isinstance(devices, int)
+                                                                  else devices)] and one.config.devices is None,
         }
+        if name == "nuts":  # the window adaptation ran per chain on each device: same step sizes
+            out[label]["step_size"] = float(np.abs(one.stats["step_size"] - split.stats["step_size"]).max()
+                                            / one.stats["step_size"].max())
     # a diverging chain on a sharded run is frozen and flagged exactly as on one device
     init = np.zeros((4, mlp.dim), np.float32); init[2] = 1e20
     with warnings.catch_warnings():
@@ -78,7 +83,7 @@ def sharded():
 def test_sharded_sg_draws_are_bitwise_equal(sharded, name):
     for devices in ("2", "4", "list"):
         row = sharded[f"{name}-{devices}"]
-        assert row["bitwise"] and row["max_abs"] == 0.0, (devices, row)
+        assert row["bitwise"] and row["max_abs"] == 0.0 and row["recorded"], (devices, row)
 
 
 @pytest.mark.slow
@@ -89,7 +94,11 @@ def test_sharded_nuts_draws_agree(sharded):
     # a multimodal MLP posterior one flipped U-turn decision sends a chain elsewhere (seen: 5.3).
     for devices in ("2", "4", "list"):
         row = sharded[f"nuts-{devices}"]
-        assert row["max_abs"] < 1e-3 and row["same_sites"], (devices, row)
+        assert row["max_abs"] < 1e-3 and row["same_sites"] and row["recorded"], (devices, row)
+        # The warm-up runs sharded too, one window adaptation per chain. Its adapted step sizes differ
+        # from the single-device ones only through the same float32 reductions (seen: 4e-5 relative
+        # after 10 adaptation steps); a warm-up that mixed chains or skipped some would differ by O(1).
+        assert row["step_size"] < 1e-3, (devices, row)
 
 
 @pytest.mark.slow

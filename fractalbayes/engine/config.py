@@ -43,6 +43,8 @@ class RunConfig:
     record_window: tuple[int, int] | None = None
     method: dict[str, Any] | None = None
     """A composite method's own record (e.g. the fractal sampler's d_s, gamma_eff, steady state)."""
+    devices: list[str] | None = None
+    """The devices the chains were split over (None: JAX's default device)."""
 
     def to_json(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))

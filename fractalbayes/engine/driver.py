@@ -147,6 +147,11 @@ def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Me
     return jax.jit(advance, donate_argnums=0)
 
 
+def shard_chains(tree: Any, mesh: Mesh | None) -> Any:
+    """Place every leaf's leading (chain) axis over the mesh (a no-op without one)."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P(CHAIN_AXIS)))
+
+
 def shard_carry(carry: Carry, mesh: Mesh | None) -> Carry:
     """Place the carry's chain axis over the mesh (a no-op without one)."""
     if mesh is None:
@@ -176,9 +181,24 @@ def divergence_flags(diverged_at: np.ndarray, first_step: int, thin: int, num_dr
     return diverging, frozen
 
 
-def warmup_fn(kernel: Kernel, target: Target):
-    """jit of the vmapped warm-up, once per kernel (the number of steps is static)."""
-    return target.memo(("warmup", kernel), lambda: jax.jit(jax.vmap(kernel.warmup, in_axes=(0, 0, None, None)), static_argnums=2))
+def warmup_fn(kernel: Kernel, target: Target, mesh: Mesh | None = None):
+    """jit of the vmapped warm-up (e.g. NUTS's window adaptation, one per chain), once per kernel and
+    mesh (the number of steps is static); with a mesh each device adapts its own chains."""
+    return target.memo(("warmup", kernel, mesh), lambda: _warmup_fn(kernel, mesh))
+
+
+def _warmup_fn(kernel: Kernel, mesh: Mesh | None):
+    warmup = jax.vmap(kernel.warmup, in_axes=(0, 0, None, None))
+    if mesh is None:
+        return jax.jit(warmup, static_argnums=2)
+    chain = P(CHAIN_AXIS)
+
+    def sharded(keys, states, num_steps, hyper):
+        per_device = jax.shard_map(lambda k, s, h: warmup(k, s, num_steps, h), mesh=mesh,
+                                   in_specs=(chain, chain, P()), out_specs=chain, check_vma=False)
+        return per_device(keys, states, hyper)
+
+    return jax.jit(sharded, static_argnums=2)
 
 
 def compiled(target: Target, fn, *args) -> tuple[Any, float]:

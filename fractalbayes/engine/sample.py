@@ -7,6 +7,7 @@ their resolved options. Every argument is checked before any work.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -22,7 +23,7 @@ from fractalbayes import checks
 from fractalbayes import progress as progress_lines
 from fractalbayes.engine.config import RunConfig, TargetInfo, package_versions
 from fractalbayes.engine import driver
-from fractalbayes.engine.devices import chain_mesh
+from fractalbayes.engine.devices import chain_mesh, describe
 from fractalbayes.engine.driver import Carry, advance_fn, compiled, geometric_steps, warmup_fn
 from fractalbayes.engine.run import Run
 from fractalbayes.errors import ModelError, SamplerError
@@ -138,6 +139,8 @@ def sample(
         if stats is not None or devices is not None:
             raise ModelError(f"the {spec.name!r} method sets its own statistics and devices; drop stats= and devices=")
         return spec.run(target, config, progress)
+    if mesh is not None:
+        config = dataclasses.replace(config, devices=describe(mesh))
     return run_kernel(target, spec, config, init, progress, stats=stats, mesh=mesh)
 
 
@@ -168,10 +171,11 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     show = progress if progress is not None else total_steps * num_chains >= 200_000
     label, say = progress_lines.name(spec.name), progress_lines.logger.info if show else progress_lines.logger.debug
     if kernel.warmup is not None:
-        warm = warmup_fn(kernel, target)
+        warm = warmup_fn(kernel, target, mesh)
         say("%s: warm-up (%d steps x %d chains, compiled on first use) ...", label, burn_in, num_chains)
         tic = time.perf_counter()
-        states = warm(jax.random.split(warm_key, num_chains), states, burn_in, hyper)
+        warm_keys, states = driver.shard_chains((jax.random.split(warm_key, num_chains), states), mesh)
+        states = warm(warm_keys, states, burn_in, hyper)
         jax.block_until_ready(states)
         timings["warmup_s"] = time.perf_counter() - tic
         say("%s: warm-up done in %.1f s", label, timings["warmup_s"])
