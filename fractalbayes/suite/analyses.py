@@ -215,10 +215,20 @@ def local_learning_coefficient(ctx: Context, options: dict) -> dict:
     return {"metrics": metrics, "details": details}
 
 
+def _independent_bound(d_s: float, d_f: float) -> bool | None:
+    """Eq. 6 with both sides measured (textbook convention): d_s_independent <= d_f; None when
+    either is NaN (the estimator said why in the result's notes)."""
+    return bool(d_s <= d_f) if np.isfinite(d_s) and np.isfinite(d_f) else None
+
+
 def weight_diffusion(ctx: Context, options: dict) -> dict:
     """diffusion.analyze on each SG arm: R(t) fits with the Brownian and logarithmic baselines, the
     two-regime fit, d_walk, d_s (with the LLC when the "llc" analysis ran), the bound d_s <=
-    lambda_bar, the independent d_s estimates, and the total displacement ||w_T - w_0||."""
+    lambda_bar, the total displacement ||w_T - w_0||, the regime (and sub-diffusion mechanism), and
+    the measurements independent of the slope with their chain-bootstrap intervals: d_s from returns
+    or covering, d_f (correlation dimension), Alexander-Orbach's 2 d_f slope and the d_f it needs
+    to match d_s_independent (d_s_independent d_walk / 2), the bound d_s_independent <= d_f, and
+    the estimators' notes."""
     names = ctx.arms(options["arms"], lambda run: run.sampler in ("sgd", "sgld", "sghmc"),
                      "the diffusion analysis (default: sgd, sgld and sghmc arms)")
     metrics, tables, curves = {}, {}, {}
@@ -241,8 +251,16 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
             "bound_holds": result.bound_holds, "D_xi": result.D_xi, "preferred_model": result.preferred_model,
             "early_slope": result.two_regime.early_slope, "late_slope": result.two_regime.late_slope,
             "crossover": result.two_regime.crossover, "d_s_covering": result.covering.d_s,
-            "d_s_returns": result.returns.d_s, "d_s_independent": result.d_s_independent, "d_f": result.d_f,
-            "regime": result.regime, "mechanism": result.mechanism, "displacement_total": float(total.mean()),
+            "d_s_returns": result.returns.d_s, "d_s_independent": result.d_s_independent,
+            "d_s_independent_ci_low": result.d_s_independent_ci[0],
+            "d_s_independent_ci_high": result.d_s_independent_ci[1],
+            "d_s_independent_method": result.d_s_independent_method,
+            "d_f": result.d_f, "d_f_ci_low": result.correlation.ci[0], "d_f_ci_high": result.correlation.ci[1],
+            "d_s_alexander_orbach": result.d_s_alexander_orbach,
+            "d_f_implied": result.d_s_independent * result.d_walk / 2,
+            "independent_bound_holds": _independent_bound(result.d_s_independent, result.d_f),
+            "regime": result.regime, "mechanism": result.mechanism, "diffusion_notes": " | ".join(result.notes),
+            "displacement_total": float(total.mean()),
         }
         tables[f"diffusion_{arm}"] = result.table()[["model", "quantity", "value", "ci_low", "ci_high"]]
         low_r, high_r = np.percentile(result.radius, [16, 84], axis=0)
