@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/llc.py            # full run (about a minute on 2 CPU cores)
     .venv/bin/python benchmarks/llc.py --quick    # smoke run
+    .venv/bin/python benchmarks/llc.py --levers   # shared batches and the rbg PRNG, side by side
 
 Target: a deep linear network with widths (10, 10, 10, 10, 3) (330 parameters, prior N(0, 1/10) per
 weight so the product's scale is O(1)) on ``fb.data.dln_teacher`` data of rank 2, n = 10^4; the
@@ -52,11 +53,46 @@ def build_target() -> fb.Target:
     return fb.from_numpyro(model, data.x_train, data.y_train, batch_size=BATCH)
 
 
-def timed_estimate(target, center, chains: int, draws: int, seed: int = 0):
+def timed_estimate(target, center, chains: int, draws: int, seed: int = 0, **levers):
     tic = time.perf_counter()
     result = llc.estimate(target, center, step_size=STEP_SIZE, num_chains=chains, num_draws=draws,
-                          burn_in=0, seed=seed, progress=False)
+                          burn_in=0, seed=seed, progress=False, **levers)
     return time.perf_counter() - tic, result
+
+
+LEVERS = {
+    "default": {},
+    "shared_batches": {"shared_batches": True},
+    "rbg": {"prng_impl": "rbg"},
+    "shared_batches + rbg": {"shared_batches": True, "prng_impl": "rbg"},
+}
+
+
+def levers(target, center, repeats: int) -> dict:
+    """The 4 x 2000 estimate under each lever, repeats alternating between them (after one compiling
+    call each): median and range of the whole call, lambda_hat of each repeat, and microseconds per
+    chain-step against the model's FLOPs per chain-step (forward and backward passes of the deep
+    linear network on one minibatch: about 6 x batch x d)."""
+    for options in LEVERS.values():
+        timed_estimate(target, center, 4, 2000, **options)
+    seconds = {name: [] for name in LEVERS}
+    lambdas = {name: [] for name in LEVERS}
+    for seed in range(1, repeats + 1):
+        for name, options in LEVERS.items():
+            took, result = timed_estimate(target, center, 4, 2000, seed, **options)
+            seconds[name].append(took)
+            lambdas[name].append(result.mean)
+    flops = 6 * BATCH * target.dim
+    out = {}
+    for name in LEVERS:
+        median = float(np.median(seconds[name]))
+        out[name] = {"median_s": median, "min_s": min(seconds[name]), "max_s": max(seconds[name]),
+                     "us_per_chain_step": 1e6 * median / 8000, "gflops": flops * 8000 / median / 1e9,
+                     "lambda_hat": [float(v) for v in lambdas[name]]}
+        print(f"  {name:>22}: {median:.3f} s median [{min(seconds[name]):.3f}-{max(seconds[name]):.3f}], "
+              f"{out[name]['us_per_chain_step']:.1f} us per chain-step ({out[name]['gflops']:.1f} GFLOP/s), "
+              f"lambda_hat {np.mean(lambdas[name]):.2f} +- {np.std(lambdas[name]):.2f} over repeats")
+    return out
 
 
 def steady(target, center, chains: int, draws: int, repeats: int) -> tuple[float, float, float, object]:
@@ -74,6 +110,9 @@ def steady(target, center, chains: int, draws: int, repeats: int) -> tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and grid points")
+    parser.add_argument("--levers", action="store_true",
+                        help="only the levers (shared batches, the rbg PRNG) on the 4 x 2000 estimate")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per lever (default 3, quick 2)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", llc.LLCHealthWarning)
     repeats = 2 if args.quick else 3
@@ -82,6 +121,12 @@ def main() -> None:
     tic = time.perf_counter()
     center, info = llc.train(target, num_steps=3000)
     train_s = time.perf_counter() - tic
+    if args.levers:
+        print(f"DLN {WIDTHS}, d = {target.dim}, n = {N}, batch {BATCH}, 4 chains x 2000 draws; levers:")
+        out = levers(target, center, args.repeats or repeats)
+        print(json.dumps({"benchmark": "llc levers", "load_average": os.getloadavg(), "jax": jax.__version__,
+                          "levers": out}))
+        return
 
     first, best, sampling, result = steady(target, center, 4, 2000, repeats)
     headline = {

@@ -48,15 +48,19 @@ for name, kw in (("sgld", dict(step_size=1e-3)), ("sgd", dict(learning_rate=1e-2
         if name == "nuts":  # the window adaptation ran per chain on each device: same step sizes
             out[label]["step_size"] = float(np.abs(one.stats["step_size"] - split.stats["step_size"]).max()
                                             / one.stats["step_size"].max())
-    # a diverging chain on a sharded run is frozen and flagged exactly as on one device
-    init = np.zeros((4, mlp.dim), np.float32); init[2] = 1e20
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        a = fb.sample(mlp, "sgd", num_chains=4, num_samples=5, burn_in=2, init=init, learning_rate=1e-2, seed=2)
-        b = fb.sample(mlp, "sgd", num_chains=4, num_samples=5, burn_in=2, init=init, learning_rate=1e-2, seed=2,
-                      devices=4)
-    out["diverged"] = {"same": a.diverged_at.tolist() == b.diverged_at.tolist() == [-1, -1, 0, -1]
-                       and bool(np.array_equal(a.stats["frozen"], b.stats["frozen"]))}
+# shared minibatches come from one replicated key, so a sharded run draws the same batches
+one = fb.sample(mlp, "sgld", num_chains=8, num_samples=30, seed=3, step_size=1e-3, shared_batches=True)
+split = fb.sample(mlp, "sgld", num_chains=8, num_samples=30, seed=3, step_size=1e-3, shared_batches=True, devices=4)
+out["shared_batches"] = bool(np.array_equal(one.positions, split.positions))
+# a diverging chain on a sharded run is frozen and flagged exactly as on one device
+init = np.zeros((4, mlp.dim), np.float32); init[2] = 1e20
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    a = fb.sample(mlp, "sgd", num_chains=4, num_samples=5, burn_in=2, init=init, learning_rate=1e-2, seed=2)
+    b = fb.sample(mlp, "sgd", num_chains=4, num_samples=5, burn_in=2, init=init, learning_rate=1e-2, seed=2,
+                  devices=4)
+out["diverged"] = {"same": a.diverged_at.tolist() == b.diverged_at.tolist() == [-1, -1, 0, -1]
+                   and bool(np.array_equal(a.stats["frozen"], b.stats["frozen"]))}
 try:
     fb.sample(mlp, "sgld", num_chains=6, devices=4)
 except fb.InputError as error:
@@ -103,7 +107,7 @@ def test_sharded_nuts_draws_agree(sharded):
 
 @pytest.mark.slow
 def test_sharded_divergence_and_cache_keys(sharded):
-    assert sharded["diverged"]["same"]
+    assert sharded["diverged"]["same"] and sharded["shared_batches"]
     assert "None" in sharded["meshes"] and "(2,)" in sharded["meshes"] and "(4,)" in sharded["meshes"]
 
 

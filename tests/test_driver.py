@@ -88,3 +88,42 @@ def test_checkpoints_written_by_the_loop_equal_the_trajectory(conjugate):
     burn = (steps > 0) & (steps <= 10)
     np.testing.assert_array_equal(thinned.checkpoints[:, burn],
                                   every.checkpoints[:, np.searchsorted(every.checkpoint_steps, steps[burn])])
+
+
+def test_shared_batches_give_every_chain_the_same_minibatch(logistic):
+    """SGD is deterministic given its minibatches: from one start, chains that share every batch stay
+    identical, chains with their own batches part; SGLD's noise stays per chain either way."""
+    start = np.zeros((3, logistic.dim), np.float32)
+    common = dict(num_chains=3, num_samples=20, burn_in=5, init=start, seed=2, progress=False)
+    shared = fb.sample(logistic, "sgd", learning_rate=0.1, shared_batches=True, **common)
+    own = fb.sample(logistic, "sgd", learning_rate=0.1, **common)
+    np.testing.assert_array_equal(shared.positions[0], shared.positions[1])
+    np.testing.assert_array_equal(shared.positions[0], shared.positions[2])
+    assert not np.array_equal(own.positions[0], own.positions[1])
+    assert shared.config.shared_batches and not own.config.shared_batches
+    noisy = fb.sample(logistic, "sgld", step_size=1e-3, shared_batches=True, **common)
+    assert not np.array_equal(noisy.positions[0], noisy.positions[1])
+
+
+def test_prng_impl_changes_the_loop_keys_only(logistic):
+    common = dict(num_chains=2, num_samples=10, burn_in=3, step_size=1e-3, seed=5, progress=False)
+    rbg, again = (fb.sample(logistic, "sgld", prng_impl="rbg", **common) for _ in range(2))
+    threefry = fb.sample(logistic, "sgld", **common)
+    np.testing.assert_array_equal(rbg.positions, again.positions)  # deterministic per seed
+    assert not np.array_equal(rbg.positions, threefry.positions)
+    np.testing.assert_array_equal(rbg.checkpoints[:, 0], threefry.checkpoints[:, 0])  # same start
+    assert rbg.config.prng_impl == "rbg" and threefry.config.prng_impl == "threefry2x32"
+    estimate = fb.llc.estimate(logistic, threefry.positions[0, -1], num_chains=2, num_draws=50, burn_in=10,
+                               shared_batches=True, prng_impl="rbg", seed=0)
+    assert np.isfinite(estimate.mean) and estimate.run.config.shared_batches and estimate.run.config.prng_impl == "rbg"
+
+
+def test_bad_loop_settings_fail_before_work(logistic):
+    with pytest.raises(fb.ModelError, match="prng_impl.*'threefry2x32', 'rbg', 'unsafe_rbg'"):
+        fb.sample(logistic, "sgld", prng_impl="philox")
+    with pytest.raises(fb.ModelError, match="shared_batches.*True or False"):
+        fb.sample(logistic, "sgld", shared_batches="yes")
+    with pytest.raises(fb.ModelError, match="does not take \\['shared_batches'\\]"):
+        fb.sample(logistic, "fractal", shared_batches=True)
+    with pytest.raises(fb.ModelError, match="prng_impl"):
+        fb.llc.estimate(logistic, np.zeros(logistic.dim), prng_impl="mt19937")

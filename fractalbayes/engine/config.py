@@ -45,6 +45,10 @@ class RunConfig:
     """A composite method's own record (e.g. the fractal sampler's d_s, gamma_eff, steady state)."""
     devices: list[str] | None = None
     """The devices the chains were split over (None: JAX's default device)."""
+    shared_batches: bool = False
+    """One minibatch per step for every chain (True) instead of one per chain."""
+    prng_impl: str = "threefry2x32"
+    """JAX's PRNG implementation of the step loop's keys (minibatches and kernel noise)."""
 
     def to_json(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))

@@ -37,6 +37,8 @@ from fractalbayes.samplers.base import Kernel
 class Carry(NamedTuple):
     states: Any
     keys: jax.Array
+    batch_key: jax.Array
+    """One key for every chain's minibatch (used only with shared batches)."""
     step: jax.Array
     record: jax.Array
     """Positions at the recorded steps (K, chain, param)."""
@@ -59,11 +61,16 @@ def _where_chain(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: Any, record_steps: jax.Array):
+def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: Any, record_steps: jax.Array,
+              shared_batches: bool):
     split = jax.vmap(lambda k: jax.random.split(k, 3))(carry.keys)
     keys, batch_keys, step_keys = split[:, 0], split[:, 1], split[:, 2]
+    batch_key = carry.batch_key
     if kernel.full_batch or target.batch_size == target.n_data:
         batch, batch_axis = target.data, None
+    elif shared_batches:
+        batch_key, shared_key = jax.random.split(batch_key)
+        batch, batch_axis = target.sample_batch(shared_key), None
     else:
         batch, batch_axis = jax.vmap(target.sample_batch)(batch_keys), 0
     new, info = jax.vmap(kernel.step, in_axes=(0, 0, batch_axis, None, None))(
@@ -82,10 +89,10 @@ def _one_step(kernel: Kernel, target: Target, carry: Carry, hyper: Any, record_s
 
     last = record_steps.shape[0] - 1
     if last == 0:  # only step 0, written before the loop: no conditional in the step
-        return Carry(states, keys, step, carry.record, carry.record_next, diverged_at), info
+        return Carry(states, keys, batch_key, step, carry.record, carry.record_next, diverged_at), info
     due = (carry.record_next <= last) & (record_steps[jnp.minimum(carry.record_next, last)] == step)
     record = jax.lax.cond(due, lambda r: r.at[carry.record_next].set(position), lambda r: r, carry.record)
-    return Carry(states, keys, step, record, carry.record_next + due, diverged_at), info
+    return Carry(states, keys, batch_key, step, record, carry.record_next + due, diverged_at), info
 
 
 def info_fields(kernel: Kernel, target: Target, states: Any, hyper: Any) -> tuple[str, ...]:
@@ -104,12 +111,15 @@ def _info_shapes(kernel: Kernel, target: Target, states: Any, hyper: Any) -> dic
     return jax.eval_shape(one, states, hyper)._asdict()
 
 
-def advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None = None):
-    """The jitted advance for this kernel, the info fields kept per draw and the device mesh."""
-    return target.memo(("advance", kernel, stats, mesh), lambda: _advance_fn(kernel, target, stats, mesh))
+def advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None = None,
+               shared_batches: bool = False):
+    """The jitted advance for this kernel, the info fields kept per draw, the device mesh and the
+    minibatch sharing."""
+    return target.memo(("advance", kernel, stats, mesh, shared_batches),
+                       lambda: _advance_fn(kernel, target, stats, mesh, shared_batches))
 
 
-def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None):
+def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None, shared_batches: bool):
     """jit of: `num_steps` steps as len(blocks) blocks of at most `block_steps` steps each, returning
     the positions and the `stats` fields of the step info at the end of every block (scan outputs,
     so draws cost no copies).
@@ -123,7 +133,7 @@ def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Me
         info0 = {k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in stats}
 
         def body(_, carry_info):
-            carry, info = _one_step(kernel, target, carry_info[0], hyper, record_steps)
+            carry, info = _one_step(kernel, target, carry_info[0], hyper, record_steps, shared_batches)
             return carry, {k: getattr(info, k) for k in stats}
 
         def block(carry, b):
@@ -135,7 +145,7 @@ def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Me
 
     if mesh is not None:
         chain, replicated = P(CHAIN_AXIS), P()
-        carry_spec = Carry(chain, chain, replicated, P(None, CHAIN_AXIS), replicated, chain)
+        carry_spec = Carry(chain, chain, replicated, replicated, P(None, CHAIN_AXIS), replicated, chain)
         advance = jax.shard_map(
             advance, mesh=mesh,
             in_specs=(carry_spec, replicated, replicated, replicated, replicated, replicated),
@@ -159,7 +169,7 @@ def shard_carry(carry: Carry, mesh: Mesh | None) -> Carry:
     chain, replicated = NamedSharding(mesh, P(CHAIN_AXIS)), NamedSharding(mesh, P())
     record = NamedSharding(mesh, P(None, CHAIN_AXIS))
     return Carry(jax.device_put(carry.states, chain), jax.device_put(carry.keys, chain),
-                 jax.device_put(carry.step, replicated), jax.device_put(carry.record, record),
+                 jax.device_put(carry.batch_key, replicated), jax.device_put(carry.step, replicated), jax.device_put(carry.record, record),
                  jax.device_put(carry.record_next, replicated), jax.device_put(carry.diverged_at, chain))
 
 

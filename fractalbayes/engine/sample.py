@@ -34,6 +34,8 @@ from fractalbayes.samplers.registry import SamplerSpec
 count = checks.count
 
 OPT_IN_STATS = ("grad_norm",)
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+"""JAX's PRNG implementations a run's step loop may use (the first is JAX's default)."""
 """Per-draw statistics computed only when asked for (``stats="all"`` or by name): each costs a pass
 over the gradient at every step."""
 
@@ -56,10 +58,12 @@ def run_config(
     num_checkpoints: Any = None,
     checkpoint_start: Any = None,
     record_window: Any = None,
+    shared_batches: Any = None,
+    prng_impl: Any = None,
 ) -> RunConfig:
     """The validated run settings of a ``fb.sample`` call (options resolved by the spec)."""
     given = {"init": init, "num_checkpoints": num_checkpoints, "checkpoint_start": checkpoint_start,
-             "record_window": record_window}
+             "record_window": record_window, "shared_batches": shared_batches, "prng_impl": prng_impl}
     refused = sorted(k for k, v in given.items() if v is not None and k not in spec.run_settings)
     if refused:
         raise ModelError(f"the {spec.name!r} sampler does not take {refused}: it sets them itself "
@@ -83,10 +87,14 @@ def run_config(
                          count("record_window length", record_window[1], 1))
         if sum(record_window) > total_steps + 1:
             raise ModelError(f"record_window {record_window} ends after the last step {total_steps}")
+    shared_batches = checks.check("shared_batches", False if shared_batches is None else shared_batches,
+                                  checks.kind(bool, want="True or False"), ModelError)
+    prng_impl = checks.check("prng_impl", PRNG_IMPLS[0] if prng_impl is None else prng_impl,
+                             checks.choice(*PRNG_IMPLS), ModelError)
     init_label = init if init is None or isinstance(init, str) else "given"
     return RunConfig(spec.name, spec.resolve(options), num_chains, num_samples, burn_in, thin, seed,
                      target.batch_size, target_info(target), init_label, num_checkpoints, checkpoint_start,
-                     record_window)
+                     record_window, shared_batches=shared_batches, prng_impl=prng_impl)
 
 
 def sample(
@@ -105,6 +113,8 @@ def sample(
     progress: bool | None = None,
     stats: str | tuple[str, ...] | None = None,
     devices: int | list | None = None,
+    shared_batches: bool | None = None,
+    prng_impl: str | None = None,
     **options: Any,
 ) -> Run:
     """Run `sampler` on `target` with vmapped chains and return a :class:`Run`.
@@ -128,12 +138,19 @@ def sample(
     work behind the others. ``diverging`` and ``frozen`` are always there. ``devices``: None runs
     every chain on the default device; an int k or a list of devices splits the chains evenly over
     them (:mod:`fractalbayes.engine.devices`), with the same draws as on one device.
+
+    ``shared_batches=True`` gives every chain the same minibatch at each step (one gather instead of
+    one per chain; the chains' noise stays independent, but their gradient errors are then
+    correlated, so between-chain diagnostics such as R-hat see less spread). ``prng_impl`` is JAX's
+    PRNG implementation for the step loop's keys (:data:`PRNG_IMPLS`; ``"rbg"`` is cheaper than the
+    default threefry on some backends); the initial positions and the warm-up keep threefry.
     """
     checks.refuse_numpyro_names(options)
     spec = registry.get(sampler)
     config = run_config(target, spec, options, num_chains=num_chains, num_samples=num_samples, burn_in=burn_in,
                         thin=thin, seed=seed, init=init, num_checkpoints=num_checkpoints,
-                        checkpoint_start=checkpoint_start, record_window=record_window)
+                        checkpoint_start=checkpoint_start, record_window=record_window,
+                        shared_batches=shared_batches, prng_impl=prng_impl)
     mesh = chain_mesh(devices, config.num_chains)
     if spec.run is not None:
         if stats is not None or devices is not None:
@@ -164,6 +181,8 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     start_time = time.perf_counter()
 
     init_key, warm_key, chain_key = jax.random.split(jax.random.key(config.seed), 3)
+    if config.prng_impl != PRNG_IMPLS[0]:
+        chain_key = jax.random.key(int(jax.random.randint(chain_key, (), 0, 2**31 - 1)), impl=config.prng_impl)
     positions0 = _initial_positions(target, init, num_chains, init_key)
     start, make_carry = _start_fns(kernel, target, int(np.sum(~from_draws)))
     states, chain_keys = start(positions0, chain_key, hyper)
@@ -182,7 +201,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
 
     # about 20 progress updates; a power of two so that runs of similar length share executables
     draws_per_chunk = 1 << max(0, math.ceil(math.log2(max(1, min(num_samples, main_steps // 20 // thin)))))
-    carry = make_carry(states, chain_keys)
+    carry = make_carry(states, chain_keys, chain_key)
     carry = driver.shard_carry(carry, mesh)
     record_dev = jnp.asarray(record_steps[~from_draws], jnp.int32)
     blocks = jnp.asarray(np.arange(draws_per_chunk, dtype=np.int32))
@@ -194,7 +213,7 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
     say("%s: compiling the %d-chain step loop ...", label, num_chains)
-    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh), carry, hyper,
+    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh, config.shared_batches), carry, hyper,
                                               record_dev, np.int32(0), np.int32(1), blocks)
     (say if timings["compile_s"] else progress_lines.logger.debug)("%s: step loop ready in %.1f s", label,
                                                                    timings["compile_s"])
@@ -269,7 +288,8 @@ def _start_fns(kernel: Any, target: Target, num_records: int):
     """Two jitted functions (one dispatch each instead of a dozen eager ops per run):
 
     ``start(positions0, chain_key, hyper) -> (states, chain_keys)``: per-chain keys and initial
-    states; ``carry(states, chain_keys) -> Carry``: the loop's carry, with fresh copies of the states
+    states; ``carry(states, chain_keys, chain_key) -> Carry``: the loop's carry (with the shared
+    minibatch key folded from ``chain_key``), with fresh copies of the states
     (the carry is donated) and the checkpoint buffer (K, chain, param) holding the positions at step 0.
     """
 
@@ -277,11 +297,11 @@ def _start_fns(kernel: Any, target: Target, num_records: int):
         chain_keys = jax.random.split(chain_key, positions0.shape[0])
         return jax.vmap(kernel.init, in_axes=(0, 0, None))(positions0, chain_keys, hyper), chain_keys
 
-    def carry(states, chain_keys):
+    def carry(states, chain_keys, chain_key):
         states = jax.tree.map(lambda x: jax.lax.optimization_barrier(x + jnp.zeros((), x.dtype)), states)
         positions = jax.vmap(kernel.position)(states)
         record = jnp.zeros((num_records,) + positions.shape, positions.dtype).at[0].set(positions)
-        return Carry(states, chain_keys, jnp.int32(0), record, jnp.int32(1),
+        return Carry(states, chain_keys, jax.random.fold_in(chain_key, 1), jnp.int32(0), record, jnp.int32(1),
                      jnp.full(positions.shape[0], -1, jnp.int32))
 
     return target.memo(("start", kernel, num_records), lambda: (jax.jit(start), jax.jit(carry)))

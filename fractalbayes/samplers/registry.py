@@ -24,7 +24,7 @@ from fractalbayes import checks
 from fractalbayes.errors import ModelError
 
 RUN_SETTINGS = ("num_chains", "num_samples", "burn_in", "thin", "seed", "init", "num_checkpoints",
-                "checkpoint_start", "record_window", "progress", "stats", "devices")
+                "checkpoint_start", "record_window", "progress", "stats", "devices", "shared_batches", "prng_impl")
 """The run settings of ``fb.sample`` (besides the sampler's options); kernels take them all."""
 
 

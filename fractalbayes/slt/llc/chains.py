@@ -67,7 +67,7 @@ def _sample_chains(
     run = sample(
         target, s.sampler, num_chains=len(centers), num_samples=s.num_draws, burn_in=s.burn_in,
         thin=s.thin, seed=s.seed, init=centers, num_checkpoints=2, progress=progress, devices=devices,
-        **s.sampler_kwargs(),
+        shared_batches=s.shared_batches, prng_impl=s.prng_impl, **s.sampler_kwargs(),
     )
     init_loss = _full_losses(target, centers)
     if s.full_loss_every is None:

@@ -162,6 +162,8 @@ def estimate(
     seed: int = 0,
     full_loss_every: int | None = None,
     sampler_options: dict | None = None,
+    shared_batches: bool = False,
+    prng_impl: str = "threefry2x32",
     train_options: dict | None = None,
     progress: bool | None = None,
     devices: int | list | None = None,
@@ -177,8 +179,9 @@ def estimate(
     the minibatch loss of each draw's step, or with ``full_loss_every=k`` the full-data loss at every
     k-th draw. ``prior=False`` leaves the model's prior out of pi (devinterp's estimator).
     ``sampler_options`` go to the sampler (e.g. ``temperature``, ``schedule``,
-    ``num_integration_steps``, ``target_acceptance_rate``); ``progress`` and ``devices`` (the chains
-    split over devices) to ``fb.sample``.
+    ``num_integration_steps``, ``target_acceptance_rate``); ``shared_batches`` (one minibatch per
+    step for all chains), ``prng_impl`` (JAX's PRNG of the steps), ``progress`` and ``devices`` (the
+    chains split over devices) to ``fb.sample``.
 
     Health checks warn (:class:`LLCHealthWarning`, also listed in ``.warnings``) when chains diverge,
     lambda_hat < 0, the loss trace's R-hat exceeds 1.05, or the MALA acceptance of the SGLD
@@ -189,7 +192,7 @@ def estimate(
     s = LLCSettings.build(
         target, nbeta=nbeta, localization=localization, step_size=step_size, num_chains=num_chains,
         num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, prior=prior, full_loss_every=full_loss_every,
-        sampler_options=sampler_options, seed=seed,
+        sampler_options=sampler_options, shared_batches=shared_batches, prng_impl=prng_impl, seed=seed,
     )
     chain_mesh(devices, s.num_chains)  # bad devices fail here, before training a centre
     flat, train_info = _centre(target, center, train_options, s.seed)
