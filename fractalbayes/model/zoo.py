@@ -64,6 +64,9 @@ def mlp_classifier(
     norm itself normalises by batch statistics, which no per-example likelihood can express); only
     the prior sees ||v_j||. The gradient of the likelihood is orthogonal to v_j, so plain SGD grows
     ||v_j|| and with it shrinks the effective step on the direction (Salimans & Kingma, section 2.1).
+    Under Adam the prior's gradient on ||v_j|| (``objective="map"``) is rescaled to a constant-speed
+    shrink, so directions can collapse to 0 and the loss turns non-finite (docs/suites.md,
+    paper-mlp-sgd-vs-adam variants).
     """
     checks.check("mlp_classifier: normalization", normalization, checks.choice(*NORMALIZATIONS), ModelError)
     h = x
