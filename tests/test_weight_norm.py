@@ -66,8 +66,9 @@ def test_trains_on_digits_with_sgd_and_adam_on_the_map_objective():
                         optimizer=optimizer, learning_rate=rate, objective="map")
         probs = fb.predict.class_probabilities(target, run.positions[:, -1], digits.x_test)
         accuracy = (probs.argmax(-1) == digits.y_test).mean(axis=-1)
-        # 150 test images, chance 0.1; a 64-16-10 net reaches ~0.9 here. 0.75 sits > 5 binomial sds
-        # (sqrt(.9 * .1 / 150) = 0.025) below that, and far above what an untrained net gets.
+        # 150 test images, chance 0.1; with seed 0 these nets reach 0.87 (SGD) and 0.91-0.93 (Adam).
+        # 0.75 sits > 4 binomial sds (sqrt(.87 * .13 / 150) = 0.027) below the lower, and far above
+        # what an untrained net gets.
         assert np.all(accuracy > 0.75), (optimizer, accuracy)
         assert np.all(np.isfinite(np.asarray(run.positions)))
 
