@@ -200,7 +200,7 @@ def test_moons_tempering_test_runs_and_every_number_is_finite(moons):
     target, sgd, posterior = moons
     result = tempering_test(sgd, posterior, k_range=(2, 3), num_splits=6, llc_options={"num_draws": 200})
     table = result.table
-    assert list(table.index) == ["untempered", "global", "llc", "llc_shuffled"]
+    assert list(table.index) == ["untempered", "global", "llc", "free_energy", "llc_shuffled"]
     scores = table.drop(columns="degenerate")
     healthy = table["degenerate"] == ""  # a model predicting mass 0 for a basin is scored NaN and named
     assert np.isfinite(scores[healthy].to_numpy()).all() and healthy[["untempered", "global"]].all()

@@ -49,7 +49,7 @@ from fractalbayes.slt.evidence import PermutationTest, permutation_test
 from fractalbayes.stats.metrics import as_masses, mass_divergences
 
 __all__ = ["FORMS", "PermutationTest", "TemperingFit", "basin_diffusion_coefficient", "fit_tempering", "permutation_test",
-           "temper"]
+           "predict_posterior", "temper"]
 
 XiRange = Literal["paper", "free"]
 FractalDim = Literal["lambda", "2lambda"]
@@ -211,9 +211,11 @@ def _logsumexp(log_w: np.ndarray) -> float:
     return float(top + np.log(np.sum(np.exp(log_w - top))))
 
 
-def _normalised_log(log_w: np.ndarray) -> np.ndarray:
-    """log(w / sum w) from log w."""
-    return log_w - _logsumexp(log_w)
+def _renormalised(log_w: np.ndarray) -> np.ndarray:
+    """w / sum w from log w, normalised in linear space so the sum is 1 to rounding even when the
+    log-weights are huge (saturated exponents: log(w / sum w) computed in log space loses digits)."""
+    w = np.exp(log_w - np.max(log_w))
+    return w / w.sum()
 
 
 def _coefficients(log_pb: np.ndarray, lambdas: np.ndarray, m: float, form: str) -> np.ndarray:
@@ -277,19 +279,21 @@ def _minimise(
     Evaluates the objective on a grid over the box (vectorised), then runs L-BFGS-B with the
     analytic gradient from the _N_REFINE best grid points and from ``nested_start``; with a
     ``warm`` start (a nearby problem's optimum, for bootstrap refits) the grid is skipped and
-    L-BFGS-B starts from ``warm`` and ``nested_start`` only. Every start is itself a candidate, so
-    the result is never worse than the nested model's optimum.
+    L-BFGS-B runs from ``warm`` only, ``nested_start`` being evaluated as a candidate. Every start
+    is itself a candidate, so the result is never worse than the nested model's optimum.
     """
+    nested = np.asarray(nested_start, dtype=float)
     if warm is None:
         grid = np.stack(
             np.meshgrid(*[_grid_axis(low, high) for low, high in bounds], indexing="ij"), axis=-1
         ).reshape(-1, len(bounds))
         _, log_q = _log_q(grid, coef, design, offset)
-        starts = grid[np.argsort(-(log_q @ p_sgd), kind="stable")[:_N_REFINE]]
+        starts = [nested, *grid[np.argsort(-(log_q @ p_sgd), kind="stable")[:_N_REFINE]]]
+        best_theta, best_kl = None, math.inf
     else:
-        starts = np.clip(np.asarray(warm, float), *np.array(bounds).T)[None, :]
-    best_theta, best_kl = None, math.inf
-    for x0 in [np.asarray(nested_start, dtype=float), *starts]:
+        starts = [np.clip(np.asarray(warm, float), *np.array(bounds).T)]
+        best_theta, best_kl = nested, _kl_and_grad(nested, p_sgd, coef, design, offset)[0]
+    for x0 in starts:
         start_kl = _kl_and_grad(x0, p_sgd, coef, design, offset)[0]
         res = scipy.optimize.minimize(
             _kl_and_grad,
@@ -362,7 +366,7 @@ def temper(
         log_p = log_p + shift[support]
     log_z = 0.0
     if tempering == "inverse":
-        g = lambda t: _logsumexp(e * (t + log_p))  # noqa: E731  increasing in t
+        g = lambda t: _logsumexp(e * (t + log_p))  # increasing in t
         low, high = float(np.min(-log_p - math.log(p_sgd.size) / e)), float(np.max(-log_p))
         g_low, g_high = g(low), g(high)
         # with huge exponents (fits that run to the edge of their box) rounding can put the root
@@ -374,13 +378,29 @@ def temper(
         else:
             log_z = scipy.optimize.brentq(g, low, high, xtol=1e-14)
     p_t = np.zeros_like(p_sgd)
-    p_t[support] = np.exp(_normalised_log(e * (log_z + log_p)))
+    p_t[support] = _renormalised(e * (log_z + log_p))
     return p_t
+
+
+def _inverse_shift(form: str, lambdas: np.ndarray, exponents: np.ndarray, m: float) -> np.ndarray | None:
+    """r_k of the free-energy form's inverse (see :func:`fit_tempering`); None for the power form."""
+    if form == "power":
+        return None
+    return lambdas * (math.log(m) - np.log(exponents)) - lambdas * math.log(m) / exponents
 
 
 # --------------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------------
+
+
+def predict_posterior(fit: TemperingFit, p_sgd: ArrayLike, lambdas: ArrayLike) -> np.ndarray:
+    """The posterior masses a fitted model predicts from (other) SGD masses: ``fit``'s tempering of
+    ``p_sgd`` with e_k = s D_k(xi) at these lambda_k, in ``fit.form`` and ``fit.tempering`` (for the
+    fitted masses and lambdas this is ``fit.p_tempered``). Used to score a fit on held-out masses."""
+    p_sgd, lambdas = as_masses(p_sgd, "p_sgd"), _check_lambdas(lambdas)
+    exponents = fit.scale * basin_diffusion_coefficient(lambdas, fit.xi, fit.d_s, fit.fractal_dim)
+    return temper(p_sgd, exponents, fit.tempering, _inverse_shift(fit.form, lambdas, exponents, fit.m))
 
 
 def fit_tempering(
@@ -462,10 +482,7 @@ def fit_tempering(
 
     exponents = np.exp(log_s + slopes * log_xi)
     c_global = math.exp(log_c)
-    shift = None
-    if form == "free_energy":
-        shift = lambdas * (math.log(m) - np.log(exponents)) - lambdas * math.log(m) / exponents
-    p_tempered = temper(p_sgd, exponents, tempering, shift)
+    p_tempered = temper(p_sgd, exponents, tempering, _inverse_shift(form, lambdas, exponents, m))
     tempered = mass_divergences(p_b, p_tempered)
     untempered = mass_divergences(p_b, p_sgd)
     global_ = mass_divergences(p_b, temper(p_sgd, np.full_like(p_sgd, c_global), "power"))
@@ -474,7 +491,7 @@ def fit_tempering(
         xi=math.exp(log_xi),
         scale=math.exp(log_s),
         exponents=exponents,
-        q=np.exp(_log_q_at(exponents, coef)),
+        q=_renormalised(_log_q_at(exponents, coef)),
         p_tempered=p_tempered,
         objective=objective,
         # the global model at c = 1, the exact value its optimiser starts from

@@ -191,9 +191,13 @@ def sgd_endpoints(run: Run) -> np.ndarray:
     return run.positions[alive, -1]
 
 
-def basin_llcs(target: Target, centres: np.ndarray, options: dict, seed: int) -> np.ndarray:
-    """LLC at each basin centre (one estimate per centre, same compiled sampler)."""
-    return np.array([llc.estimate(target, centre, seed=seed + i, **options).mean for i, centre in enumerate(centres)])
+def basin_llcs(target: Target, centres: np.ndarray, options: dict, seed: int,
+               with_se: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """LLC at each basin centre (one estimate per centre, same compiled sampler); with ``with_se``
+    also each estimate's Monte Carlo standard error (``LLCResult.mcse``)."""
+    results = [llc.estimate(target, centre, seed=seed + i, **options) for i, centre in enumerate(centres)]
+    means = np.array([r.mean for r in results])
+    return (means, np.array([r.mcse for r in results])) if with_se else means
 
 
 def measured_d_s(sgd_run: Run, lambda_bar: float, *, xi: float, fractal_dim: str) -> tuple[float, dict]:
