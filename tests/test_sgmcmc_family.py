@@ -70,7 +70,8 @@ def sgnht_stationary_cov(a, h, xi, alpha, noise, temperature=1.0):
 @pytest.fixture(scope="module")
 def sgnht_run(conjugate):
     target, _, _ = conjugate
-    return fb.sample(target, "sgnht", num_chains=4, num_samples=20000, burn_in=2000, step_size=1e-2, seed=3)
+    return fb.sample(target, "sgnht", num_chains=4, num_samples=20000, burn_in=2000, step_size=1e-2, seed=3,
+                     stats="all")  # kinetic_energy is opt-in
 
 
 def test_sgnht_thermostat_holds_the_temperature(sgnht_run):
@@ -354,7 +355,7 @@ def test_localized_sgnht_is_held_at_its_centre_and_keeps_its_temperature(conjuga
     h, gamma = 1e-2, 1e2
     start = np.asarray(mean + 20 * np.sqrt(np.diag(cov)), np.float32)
     run = fb.sample(target, "sgnht", num_chains=4, num_samples=1000, burn_in=2000, thin=10, init=start, seed=8,
-                    progress=False, nbeta=1.0, localization=gamma, step_size=h)
+                    progress=False, nbeta=1.0, localization=gamma, step_size=h, stats="all")
     draws = run.positions.reshape(-1, 3)
     # nbeta = 1: precision (gamma + 1) I + X^T X / n ~ 102, sd ~ 0.099 about the start (20 posterior sds,
     # ~1.5, from the posterior mean); without the pull the sd would be ~0.7. The explicit Euler steps

@@ -33,7 +33,8 @@ from fractalbayes.samplers.registry import SamplerSpec
 
 count = checks.count
 
-OPT_IN_STATS = ("grad_norm",)
+OPT_IN_STATS = ("grad_norm", "kinetic_energy")
+"""Per-step statistics computed only when asked for: each is a reduction over all d coordinates."""
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 """JAX's PRNG implementations a run's step loop may use (the first is JAX's default)."""
 """Per-draw statistics computed only when asked for (``stats="all"`` or by name): each costs a pass
@@ -134,7 +135,7 @@ def sample(
     (a tqdm bar on a terminal, ``fractalbayes`` logger lines otherwise).
 
     ``stats``: the kernel's per-step statistics kept per draw (``run.stats``): None keeps all but
-    the gradient norm (``OPT_IN_STATS``), ``"all"`` every one, or a tuple of names; XLA skips the
+    the O(d) reductions of ``OPT_IN_STATS`` (gradient norm, SGNHT's kinetic energy), ``"all"`` every one, or a tuple of names; XLA skips the
     work behind the others. ``diverging`` and ``frozen`` are always there. ``devices``: None runs
     every chain on the default device; an int k or a list of devices splits the chains evenly over
     them (:mod:`fractalbayes.engine.devices`), with the same draws as on one device.
@@ -388,7 +389,7 @@ def site_draws(target: Target, positions: np.ndarray) -> Mapping[str, np.ndarray
 
 
 def _stats_fields(stats: Any, available: tuple[str, ...]) -> tuple[str, ...]:
-    """The kernel info fields kept per draw: ``stats`` None (all but the gradient norm), "all", or
+    """The kernel info fields kept per draw: ``stats`` None (all but ``OPT_IN_STATS``), "all", or
     names. The kernel's own ``diverging`` flag (NUTS) is always kept."""
     if stats is None:
         chosen = tuple(k for k in available if k not in OPT_IN_STATS)

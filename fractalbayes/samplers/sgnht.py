@@ -55,7 +55,8 @@ class SGNHTInfo(NamedTuple):
     xi: jax.Array
     """The thermostat after the step."""
     kinetic_energy: jax.Array
-    """p.p / d after the step: its mean over draws is the temperature T at stationarity."""
+    """p.p / d after the step: its mean over draws is the temperature T at stationarity (opt-in:
+    ``stats="all"`` or a tuple naming it, as it costs a pass over the momentum)."""
 
 
 def sgnht_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kernel:

@@ -63,6 +63,8 @@ def trajectory(
     seed: int = 0,
     full_loss_every: int | None = None,
     sampler_options: dict | None = None,
+    shared_batches: bool = False,
+    prng_impl: str = "threefry2x32",
     progress: bool | None = None,
 ) -> LLCTrajectory:
     """The LLC at every ``every``-th recorded checkpoint of ``run`` (``run.checkpoints``, steps
@@ -80,7 +82,7 @@ def trajectory(
     s = LLCSettings.build(
         target, nbeta=nbeta, localization=localization, step_size=step_size, num_chains=per_point,
         num_draws=num_draws, burn_in=burn_in, thin=thin, sampler=sampler, prior=prior, full_loss_every=full_loss_every,
-        sampler_options=sampler_options, seed=seed,
+        sampler_options=sampler_options, shared_batches=shared_batches, prng_impl=prng_impl, seed=seed,
     )
     if run.checkpoints.shape[-1] != target.dim:
         raise ModelError(
