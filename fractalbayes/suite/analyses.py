@@ -271,7 +271,9 @@ def weight_diffusion(ctx: Context, options: dict) -> dict:
 
 def tempering(ctx: Context, options: dict) -> dict:
     """The paper's basin-tempering test (fractal.tempering_test) of each SGD arm against the posterior
-    arm, with its controls: untempered, one global exponent, LLC form, shuffled LLCs, held out."""
+    arm, with its controls: untempered, one global exponent, LLC form, free-energy form, shuffled LLCs;
+    in-sample with bootstrap SE and 90 % interval, held out (refitted basins, lambda_k, d_s); the
+    permutation p-value, its power and the verdict line."""
     posterior = ctx.run(options["posterior"] or ctx.reference)
     from_sgd = ctx.run(options["posterior_from_sgd"]) if options["posterior_from_sgd"] else None
     settings = {o.name: options[o.name] for o in TEMPERING_TEST_OPTIONS} | {"k_range": tuple(options["k_range"])}
@@ -284,9 +286,13 @@ def tempering(ctx: Context, options: dict) -> dict:
         metrics[arm] = {
             "basins": result.basins.k, "xi_fit": result.fit.xi, "scale_fit": result.fit.scale,
             "tempering_d_s": result.d_s, "permutation_rank": result.permutation_rank,
-            "num_permutations": result.num_permutations, "mean_basin_switches": result.mixing["mean_switches"],
-        } | {f"{m}_{model}": table.loc[model, f"{m}_in_sample"] for model in table.index for m in ("kl", "js", "wasserstein")
-             } | {f"kl_{model}_held_out": table.loc[model, "kl_held_out"] for model in table.index}
+            "num_permutations": result.num_permutations, "p_value": result.p_value, "power": result.power,
+            "verdict": result.verdict, "mean_basin_switches": result.mixing["mean_switches"],
+            "xi_fit_free_energy": result.free_energy_fit.xi, "scale_fit_free_energy": result.free_energy_fit.scale,
+        } | {f"{m}_{model}{part}": table.loc[model, f"{m}_in_sample{part}"] for model in table.index
+             for m in ("kl", "js", "wasserstein") for part in ("", "_se", "_lo", "_hi")
+             } | {f"kl_{model}_held_out{part}": table.loc[model, f"kl_held_out{part}"] for model in table.index
+                  for part in ("", "_iqr", "_se", "_lo", "_hi")}
         tables[f"tempering_{arm}"] = table
         tables[f"tempering_per_k_{arm}"] = result.per_k
         details[arm] = {"p_sgd": result.p_sgd, "p_b": result.p_b, "p_tempered": result.fit.p_tempered,
@@ -483,7 +489,12 @@ TEMPERING_TEST_OPTIONS = (
     _option("fractal_dim", _FRACTAL),
     Option("llc_options", None, checks.optional(registry.table(fractal_sampler.LLC_OPTIONS, "tempering's llc_options")),
            "per-basin fb.llc.estimate settings (the fractal sampler's llc table; none: its defaults)"),
-    Option("num_splits", 20, checks.integer(1), "random halves for the held-out comparison"),
+    Option("num_splits", None, checks.optional(checks.integer(1)),
+           "random halves for the held-out comparison; none: 5 with refit 'all', 20 with 'masses'"),
+    Option("refit", "all", checks.choice("all", "masses"),
+           "held-out halves refit basins, LLCs and d_s on the fitting half ('all'), or only split the counts"),
+    Option("num_bootstrap", 200, checks.integer(0),
+           "bootstrap replicates (nets, chains, LLC errors) of the in-sample scores; 0: none"),
     Option("max_permutations", 120, checks.integer(1), "LLC permutations for the shuffled control"),
 )
 """fractal.tempering_test's settings (besides the runs), shared with the fractal sampler where they agree."""
