@@ -23,6 +23,7 @@ import pandas as pd
 import fractalbayes as fb
 from fractalbayes.slt.walks import ar1_chains as ar1
 from calibration_diffusion import study_dimensions  # benchmarks/ is the script's path
+from calibration_tempering import study_tempering_bootstrap
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "calibration.md"
 
@@ -169,7 +170,8 @@ def study_basin_llc(quick: bool) -> pd.DataFrame:
 
 
 STUDIES = {"mmd": study_mmd, "kl_bias": study_kl_bias, "tempering_null": study_tempering_null,
-           "tempering_power": study_tempering_power, "basin_llc": study_basin_llc,
+           "tempering_power": study_tempering_power, "tempering_bootstrap": study_tempering_bootstrap,
+           "basin_llc": study_basin_llc,
            "dimensions": study_dimensions}
 
 
