@@ -292,7 +292,9 @@ def tempering(ctx: Context, options: dict) -> dict:
         } | {f"{m}_{model}{part}": table.loc[model, f"{m}_in_sample{part}"] for model in table.index
              for m in ("kl", "js", "wasserstein") for part in ("", "_se", "_lo", "_hi")
              } | {f"kl_{model}_held_out{part}": table.loc[model, f"kl_held_out{part}"] for model in table.index
-                  for part in ("", "_iqr", "_se", "_lo", "_hi")}
+                  for part in ("", "_iqr", "_se", "_lo", "_hi")
+                  } | {f"{model}_{count}": int(table.loc[model, count]) for model in table.index
+                       for count in ("in_sample_replicates_scored", "held_out_splits_scored")}
         tables[f"tempering_{arm}"] = table
         tables[f"tempering_per_k_{arm}"] = result.per_k
         details[arm] = {"p_sgd": result.p_sgd, "p_b": result.p_b, "p_tempered": result.fit.p_tempered,

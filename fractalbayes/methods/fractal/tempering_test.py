@@ -56,7 +56,9 @@ class TemperingResult:
     table: pd.DataFrame
     """Models x metrics (KL, JS, W of posterior vs model masses): in-sample with bootstrap SE and 90 %
     interval (``kl_in_sample``, ``_se``, ``_lo``, ``_hi``), held-out median, IQR, SD and 5-95 %
-    range over the splits (``kl_held_out``, ``_iqr``, ``_se``, ``_lo``, ``_hi``), ``degenerate``."""
+    range over the splits (``kl_held_out``, ``_iqr``, ``_se``, ``_lo``, ``_hi``), the number of
+    replicates and splits with a finite KL (``in_sample_replicates_scored``,
+    ``held_out_splits_scored``), ``degenerate``."""
     fit: Any
     """The in-sample :class:`~fractalbayes.tempering.TemperingFit` of the LLC (power) form."""
     permutation_rank: int
@@ -137,7 +139,8 @@ def _identifiability(scale: Any, k: int, lambdas: np.ndarray) -> str:
 
 def _row(name: str, in_sample: dict, replicates: dict, held_out: dict, degenerate: dict) -> dict:
     """One table row: in-sample value, bootstrap SE and 90 % interval; held-out median, IQR, SD and
-    5-95 % range over the splits."""
+    5-95 % range over the splits; how many bootstrap replicates and splits gave a finite KL (the
+    others were degenerate and are left out of those summaries)."""
     row = {"model": name}
     for m in METRICS:
         row[f"{m}_in_sample"] = in_sample.get(name, {}).get(m, float("nan"))
@@ -149,6 +152,9 @@ def _row(name: str, in_sample: dict, replicates: dict, held_out: dict, degenerat
         row[f"{m}_held_out"] = float(np.median(finite)) if finite.size else float("nan")
         row[f"{m}_held_out_iqr"] = float(np.subtract(*np.percentile(finite, [75, 25]))) if finite.size else float("nan")
         row |= {f"{m}_held_out_{key}": value for key, value in uncertainty.summarise(finite).items()}
+    kl_boot = np.asarray(replicates.get(name, {}).get("kl", []), float)
+    row["in_sample_replicates_scored"] = int(np.sum(np.isfinite(kl_boot)))
+    row["held_out_splits_scored"] = int(np.sum(np.isfinite(np.asarray(held_out[name]["kl"], float))))
     row["degenerate"] = degenerate.get(name, "")
     return row
 
