@@ -346,7 +346,6 @@ def planted_ensemble():
     return sgd, posterior
 
 
-@pytest.mark.slow
 def test_held_out_splits_refit_the_lambdas(planted_ensemble):
     from fractalbayes.methods.fractal import tempering_test
 
