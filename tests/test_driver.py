@@ -127,3 +127,17 @@ def test_bad_loop_settings_fail_before_work(logistic):
         fb.sample(logistic, "fractal", shared_batches=True)
     with pytest.raises(fb.ModelError, match="prng_impl"):
         fb.llc.estimate(logistic, np.zeros(logistic.dim), prng_impl="mt19937")
+
+
+def test_checkpoints_are_assembled_when_first_read(logistic, tmp_path):
+    """Most checkpoints are draws: the run keeps a gather and builds the (chain, K, param) array on
+    the first read; `Run(**run.__dict__)` and saving work before and after."""
+    run = fb.sample(logistic, "sgld", num_chains=2, num_samples=40, burn_in=5, thin=2, step_size=1e-3, seed=1,
+                    progress=False)
+    assert callable(run.__dict__["checkpoints"])
+    rebuilt = fb.Run(**run.__dict__)
+    first = run.checkpoints
+    assert isinstance(run.__dict__["checkpoints"], np.ndarray) and run.checkpoints is first
+    np.testing.assert_array_equal(rebuilt.checkpoints, first)
+    run.save(tmp_path / "run.nc")
+    np.testing.assert_array_equal(fb.load_run(tmp_path / "run.nc").checkpoints, first)

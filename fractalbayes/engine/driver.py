@@ -173,6 +173,27 @@ def shard_carry(carry: Carry, mesh: Mesh | None) -> Carry:
                  jax.device_put(carry.record_next, replicated), jax.device_put(carry.diverged_at, chain))
 
 
+class CheckpointGather(NamedTuple):
+    """The checkpoints (chain, K, param) of a run, assembled when first read (``Run.checkpoints``):
+    those at draw steps are copies of draws, the others were written by the loop (``buffer``)."""
+
+    buffer: np.ndarray
+    """(chain, K_loop, param): the checkpoints that are not draws, in step order."""
+    positions: np.ndarray
+    """(chain, draw, param): the run's draws."""
+    from_draws: np.ndarray
+    """(K,) bool: which checkpoints are draws."""
+    draw_index: np.ndarray
+    """(K_draws,): the draw each of those is."""
+
+    def __call__(self) -> np.ndarray:
+        chains, _, dim = self.positions.shape
+        checkpoints = np.empty((chains, len(self.from_draws), dim), self.positions.dtype)
+        checkpoints[:, ~self.from_draws] = self.buffer
+        checkpoints[:, self.from_draws] = self.positions[:, self.draw_index]
+        return checkpoints
+
+
 def divergence_flags(diverged_at: np.ndarray, first_step: int, thin: int, num_draws: int,
                      own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-draw (diverging, frozen), (chain, draw), from the step each chain left the finite set.

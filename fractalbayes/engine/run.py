@@ -62,6 +62,27 @@ MODEL_GROUPS = ("log_likelihood", "posterior_predictive", "constant_data")
 """Groups computed from the model (kept in ``Run.groups`` when read from a file)."""
 
 
+class Materialized:
+    """A dataclass field whose value may be given as a zero-argument callable that makes it: the
+    first read calls it and keeps the result. The value (or the callable) lives in the instance's
+    ``__dict__`` under the field's own name, so ``Run(**run.__dict__)``, ``replace`` and pickling
+    see the field as usual."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)  # no class-level default: the field stays required
+        value = obj.__dict__[self.name]
+        if callable(value):
+            value = obj.__dict__[self.name] = value()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
 @dataclass
 class Run:
     sampler: str
@@ -71,8 +92,10 @@ class Run:
     """Constrained NumPyro sites, (chain, draw, *shape)."""
     stats: dict[str, np.ndarray]
     """Per-draw statistics of the step that produced the draw, (chain, draw)."""
-    checkpoints: np.ndarray
-    """Positions at `checkpoint_steps` (chain, K, param); step 0 is the initial position."""
+    checkpoints: np.ndarray = Materialized()
+    """Positions at `checkpoint_steps` (chain, K, param); step 0 is the initial position. A sampler
+    may pass a callable that assembles them (most are draws already in ``positions``): they are then
+    built the first time they are read."""
     checkpoint_steps: np.ndarray
     diverged_at: np.ndarray
     """Step at which each chain turned non-finite and stopped updating; -1 if it never did."""

@@ -241,9 +241,8 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
         done += kept
     bar.close()
     diverged_at = np.asarray(carry.diverged_at, np.int64)
-    checkpoints = np.empty((num_chains, len(record_steps), target.dim), positions.dtype)
-    checkpoints[:, ~from_draws] = np.asarray(carry.record).swapaxes(0, 1)
-    checkpoints[:, from_draws] = positions[:, (record_steps[from_draws] - loop_burn) // thin - 1]
+    checkpoints = driver.CheckpointGather(np.asarray(carry.record).swapaxes(0, 1), positions, from_draws,
+                                          (record_steps[from_draws] - loop_burn) // thin - 1)
     timings["sampling_s"] = time.perf_counter() - tic
 
     diverging, frozen = driver.divergence_flags(diverged_at, loop_burn, thin, num_samples, stats_out.get("diverging"))
