@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py                  # devices + ensemble (a few minutes on 2 cores)
     .venv/bin/python benchmarks/scale.py --suite          # also the quick suite, local vs ray (slow)
+    .venv/bin/python benchmarks/scale.py --only-suite --suite quick llc-ground-truth
     .venv/bin/python benchmarks/scale.py --quick          # smoke run
 
 Every measurement runs in a fresh ``python -c`` child, so that each sees its own device count and
@@ -104,33 +105,39 @@ def ensemble_case(quick: bool) -> dict:
     return out
 
 
-def suite_case() -> dict:
+def suite_case(names: list[str]) -> dict:
+    """Wall time of ``fractalbayes run NAME`` with each executor, in fresh processes and folders."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="fb-scale-") as folder:
-        for executor in ("local", "ray"):
-            tic = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "fractalbayes", "run", "quick", "--out",
-                                   os.path.join(folder, executor), "--executor", executor],
-                                  capture_output=True, text=True, cwd=ROOT)
-            out[executor] = {"wall_s": time.perf_counter() - tic, "returncode": done.returncode}
-            print(f"  quick suite, --executor {executor}: {out[executor]['wall_s']:.1f} s "
-                  f"(exit {done.returncode})", flush=True)
+        for name in names:
+            out[name] = {}
+            for executor in ("local", "ray"):
+                tic = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "fractalbayes", "run", name, "--out",
+                                       os.path.join(folder, f"{name}-{executor}"), "--executor", executor],
+                                      capture_output=True, text=True, cwd=ROOT)
+                out[name][executor] = {"wall_s": time.perf_counter() - tic, "returncode": done.returncode}
+                print(f"  {name} suite, --executor {executor}: {out[name][executor]['wall_s']:.1f} s "
+                      f"(exit {done.returncode})", flush=True)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    parser.add_argument("--suite", action="store_true", help="also time the quick suite, local vs ray")
+    parser.add_argument("--suite", nargs="*", default=None, metavar="NAME",
+                        help="also time suites (default: quick), local vs ray")
+    parser.add_argument("--only-suite", action="store_true", help="skip the device and ensemble figures")
     args = parser.parse_args()
     result: dict = {"quick": args.quick, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
-    print("chains over simulated CPU devices (SGLD, Moons MLP)", flush=True)
-    result["devices"] = devices_case(args.quick)
-    print("one compiled SGD ensemble (Moons MLP)", flush=True)
-    result["ensemble"] = ensemble_case(args.quick)
-    if args.suite:
-        print("quick suite: local vs ray", flush=True)
-        result["suite"] = suite_case()
+    if not args.only_suite:
+        print("chains over simulated CPU devices (SGLD, Moons MLP)", flush=True)
+        result["devices"] = devices_case(args.quick)
+        print("one compiled SGD ensemble (Moons MLP)", flush=True)
+        result["ensemble"] = ensemble_case(args.quick)
+    if args.suite is not None:
+        print("suites: local vs ray", flush=True)
+        result["suite"] = suite_case(args.suite or ["quick"])
     result["load_average_at_end"] = os.getloadavg()
     print(json.dumps(result))
 
