@@ -12,9 +12,9 @@ import numpyro.distributions as dist
 import pytest
 
 import fractalbayes as fb
-from fractalbayes.engine.config import RunConfig, TargetInfo
 from fractalbayes.methods.fractal import mixture_weights, tempered_free_energy, tempering_test
 from fractalbayes.slt.tempering import basin_diffusion_coefficient
+from planted_runs import corner_run
 
 
 def double_well(x, y=None):
@@ -109,7 +109,6 @@ PLANTED_LAMBDAS = np.array([2.5, 1.5, 1.0, 0.5])
 """lambda_k of basins 0..3 (basins are numbered by decreasing SGD mass)."""
 PLANTED_D_S = 2.0
 POSTERIOR_COUNTS = np.array([1000, 1100, 900, 1000])
-CORNERS = np.array([[2.0, 2.0], [-2.0, 2.0], [-2.0, -2.0], [2.0, -2.0]])
 
 
 def planted_sgd_counts(num_nets: int = 400) -> np.ndarray:
@@ -122,24 +121,13 @@ def planted_sgd_counts(num_nets: int = 400) -> np.ndarray:
     return np.round(q / q.sum() * (num_nets + 2) - 0.5).astype(int)
 
 
-def fake_run(target, sampler: str, labels: np.ndarray, seed: int) -> fb.Run:
-    """A run whose draws sit at the corner of their basin label (chain, draw), jittered by 0.05."""
-    positions = CORNERS[labels] + 0.05 * np.random.default_rng(seed).normal(size=labels.shape + (2,))
-    chains, draws = labels.shape
-    info = TargetInfo(target.name, target.n_data, target.dim, target.fingerprint)
-    config = RunConfig(sampler, {}, chains, draws, 0, 1, seed, target.batch_size, info)
-    return fb.Run(sampler=sampler, positions=positions, sites={"w": positions}, stats={"loss": np.zeros(labels.shape)},
-                  checkpoints=positions[:, -1:], checkpoint_steps=np.array([0]), diverged_at=np.full(chains, -1),
-                  config=config, target=target)
-
-
 @pytest.fixture(scope="module")
 def planted_runs(well_target):
     counts = planted_sgd_counts()
     assert counts.tolist() == [248, 106, 33, 13]  # decreasing, so basin k is corner k
     rng = np.random.default_rng(0)
-    sgd = fake_run(well_target, "sgd", rng.permutation(np.repeat(np.arange(4), counts))[:, None], 1)
-    posterior = fake_run(well_target, "sgld", rng.permutation(np.repeat(np.arange(4), POSTERIOR_COUNTS)).reshape(4, 1000), 2)
+    sgd = corner_run(well_target, "sgd", rng.permutation(np.repeat(np.arange(4), counts))[:, None], 1)
+    posterior = corner_run(well_target, "sgld", rng.permutation(np.repeat(np.arange(4), POSTERIOR_COUNTS)).reshape(4, 1000), 2)
     return sgd, posterior
 
 

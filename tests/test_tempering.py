@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from planted_runs import corner_run
 
 from fractalbayes.slt.tempering import (
     basin_diffusion_coefficient,
@@ -304,9 +305,6 @@ def test_bootstrap_is_seeded_and_counts_clipped_lambdas():
 # Held-out splits that refit basins, lambda_k and d_s (tempering_test(refit="all"))
 # --------------------------------------------------------------------------------------------------
 
-CORNERS = np.array([[2.0, 2.0], [-2.0, 2.0], [-2.0, -2.0], [2.0, -2.0]])
-
-
 def four_wells(x, y=None):
     """K(w) = (w0^2 - 4)^2 + (w1^2 - 4)^2 / (up to the data's scale): four regular minima at (+-2, +-2)."""
     import jax.numpy as jnp
@@ -324,7 +322,6 @@ def planted_ensemble():
     """400 SGD "nets" and 4 posterior chains x 500 draws sitting at the four minima (jitter 0.02),
     with basin counts 200/100/60/40 (SGD) and 700/500/450/350 (posterior)."""
     import fractalbayes as fb
-    from fractalbayes.engine.config import RunConfig, TargetInfo
 
     x = np.where(np.arange(200) % 2 == 0, 1.0, -1.0).astype(np.float32)
     target = fb.from_numpyro(four_wells, x, np.zeros((200, 2), np.float32), batch_size=50)
@@ -333,13 +330,7 @@ def planted_ensemble():
     rng = np.random.default_rng(7)
 
     def run(sampler, labels, seed):
-        positions = CORNERS[labels] + 0.02 * np.random.default_rng(seed).normal(size=labels.shape + (2,))
-        chains, draws = labels.shape
-        info = TargetInfo(target.name, target.n_data, target.dim, target.fingerprint)
-        config = RunConfig(sampler, {}, chains, draws, 0, 1, seed, target.batch_size, info)
-        return fb.Run(sampler=sampler, positions=positions, sites={"w": positions}, stats={"loss": np.zeros(labels.shape)},
-                      checkpoints=positions[:, -1:], checkpoint_steps=np.array([0]), diverged_at=np.full(chains, -1),
-                      config=config, target=target)
+        return corner_run(target, sampler, labels, seed, jitter=0.02)
 
     sgd = run("sgd", rng.permutation(np.repeat(np.arange(4), [200, 100, 60, 40]))[:, None], 1)
     posterior = run("sgld", rng.permutation(np.repeat(np.arange(4), [700, 500, 450, 350])).reshape(4, 500), 2)
