@@ -21,6 +21,7 @@ Compiled functions are memoised on the target, keyed by kernel, stats and mesh.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, NamedTuple
 
@@ -112,20 +113,23 @@ def _info_shapes(kernel: Kernel, target: Target, states: Any, hyper: Any) -> dic
 
 
 def advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None = None,
-               shared_batches: bool = False):
-    """The jitted advance for this kernel, the info fields kept per draw, the device mesh and the
-    minibatch sharing."""
-    return target.memo(("advance", kernel, stats, mesh, shared_batches),
-                       lambda: _advance_fn(kernel, target, stats, mesh, shared_batches))
+               shared_batches: bool = False, single_step: bool = False):
+    """The jitted advance for this kernel, the info fields kept per draw, the device mesh, the
+    minibatch sharing and whether every block is one step (thin 1)."""
+    return target.memo(("advance", kernel, stats, mesh, shared_batches, single_step),
+                       lambda: _advance_fn(kernel, target, stats, mesh, shared_batches, single_step))
 
 
-def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None, shared_batches: bool):
+def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Mesh | None, shared_batches: bool,
+                single_step: bool):
     """jit of: `num_steps` steps as len(blocks) blocks of at most `block_steps` steps each, returning
     the positions and the `stats` fields of the step info at the end of every block (scan outputs,
     so draws cost no copies).
 
     Both counts are traced, so one executable serves burn-in (outputs ignored) and sampling
-    (block_steps = thin: block b ends on a draw when it ran its steps).
+    (block_steps = thin: block b ends on a draw when it ran its steps). With ``single_step`` (thin
+    1, where every call has block_steps = 1, and a kernel that asks for it: ``Kernel.single_step_blocks``)
+    a block is one step under a `lax.cond` instead of a `fori_loop` nested in the scan body.
     """
 
     def advance(carry, hyper, record_steps, num_steps, block_steps, blocks):
@@ -138,7 +142,10 @@ def _advance_fn(kernel: Kernel, target: Target, stats: tuple[str, ...], mesh: Me
 
         def block(carry, b):
             n = jnp.clip(num_steps - b * block_steps, 0, block_steps)
-            carry, info = jax.lax.fori_loop(0, n, body, (carry, info0))
+            if single_step:
+                carry, info = jax.lax.cond(n > 0, functools.partial(body, 0), lambda ci: ci, (carry, info0))
+            else:
+                carry, info = jax.lax.fori_loop(0, n, body, (carry, info0))
             return carry, (jax.vmap(kernel.position)(carry.states), info)
 
         return jax.lax.scan(block, carry, blocks)

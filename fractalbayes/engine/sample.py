@@ -214,8 +214,8 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
     say("%s: compiling the %d-chain step loop ...", label, num_chains)
-    advance, timings["compile_s"] = compiled(target, advance_fn(kernel, target, kept_stats, mesh, config.shared_batches), carry, hyper,
-                                              record_dev, np.int32(0), np.int32(1), blocks)
+    advance = advance_fn(kernel, target, kept_stats, mesh, config.shared_batches, single_step=thin == 1 and kernel.single_step_blocks)
+    advance, timings["compile_s"] = compiled(target, advance, carry, hyper, record_dev, np.int32(0), np.int32(1), blocks)
     (say if timings["compile_s"] else progress_lines.logger.debug)("%s: step loop ready in %.1f s", label,
                                                                    timings["compile_s"])
     phases = [f"{label}: burn-in"] * first_draw_call + [f"{label}: sampling"] * (len(calls) - first_draw_call)

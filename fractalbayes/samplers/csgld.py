@@ -81,8 +81,8 @@ def floor_bin(state: csgld.ContourSGLDState) -> csgld.ContourSGLDState:
     bin 1 the slope of bin 2 (a slope of 0 instead makes bin 1 sticky: visits there raise theta(1),
     which steepens the push out of bin 2, which keeps the chain in bin 1).
     """
-    log_pdf = jnp.log(state.energy_pdf)
-    return state._replace(energy_pdf=state.energy_pdf.at[0].set(jnp.exp(2 * log_pdf[1] - log_pdf[2])))
+    pdf = state.energy_pdf  # logs of the two bins only (not of all num_partitions)
+    return state._replace(energy_pdf=pdf.at[0].set(jnp.exp(2 * jnp.log(pdf[1]) - jnp.log(pdf[2]))))
 
 
 def csgld_kernel(target: Target, schedule: str | Callable, localized: bool, num_partitions: int) -> Kernel:

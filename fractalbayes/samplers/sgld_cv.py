@@ -103,7 +103,7 @@ def cv_kernel(target: Target, schedule: str | Callable, localized: bool) -> Kern
         position = integrator(key, state.position, grad, rate, h.temperature)
         return state._replace(position=position), StepInfo(loss, tree_norm(grad), rate)
 
-    return Kernel(init=init, step=step, position=lambda s: s.position)
+    return Kernel(init=init, step=step, position=lambda s: s.position, single_step_blocks=True)
 
 
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, CVHyper]:

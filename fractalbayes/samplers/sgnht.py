@@ -76,7 +76,7 @@ def sgnht_kernel(target: Target, schedule: str | Callable, localized: bool) -> K
         kinetic = jnp.sum(jnp.square(new.momentum)) / new.momentum.size
         return state._replace(sgnht=new), SGNHTInfo(loss, tree_norm(grad), rate, new.xi, kinetic)
 
-    return Kernel(init=init, step=step, position=lambda s: s.sgnht.position)
+    return Kernel(init=init, step=step, position=lambda s: s.sgnht.position, single_step_blocks=True)
 
 
 def build(target: Target, opts: dict, total_steps: int) -> tuple[Kernel, SGNHTHyper]:
