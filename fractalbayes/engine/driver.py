@@ -176,8 +176,9 @@ def shard_carry(carry: Carry, mesh: Mesh | None) -> Carry:
     chain, replicated = NamedSharding(mesh, P(CHAIN_AXIS)), NamedSharding(mesh, P())
     record = NamedSharding(mesh, P(None, CHAIN_AXIS))
     return Carry(jax.device_put(carry.states, chain), jax.device_put(carry.keys, chain),
-                 jax.device_put(carry.batch_key, replicated), jax.device_put(carry.step, replicated), jax.device_put(carry.record, record),
-                 jax.device_put(carry.record_next, replicated), jax.device_put(carry.diverged_at, chain))
+                 jax.device_put(carry.batch_key, replicated), jax.device_put(carry.step, replicated),
+                 jax.device_put(carry.record, record), jax.device_put(carry.record_next, replicated),
+                 jax.device_put(carry.diverged_at, chain))
 
 
 class CheckpointGather(NamedTuple):

@@ -34,11 +34,18 @@ from fractalbayes.samplers.registry import SamplerSpec
 count = checks.count
 
 OPT_IN_STATS = ("grad_norm", "kinetic_energy")
-"""Per-step statistics computed only when asked for: each is a reduction over all d coordinates."""
+"""Per-draw statistics computed only when asked for (``stats="all"`` or by name): each is a
+reduction over all d coordinates at every step."""
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 """JAX's PRNG implementations a run's step loop may use (the first is JAX's default)."""
-"""Per-draw statistics computed only when asked for (``stats="all"`` or by name): each costs a pass
-over the gradient at every step."""
+LOOP_SETTINGS = (
+    registry.Option("shared_batches", False, checks.kind(bool, want="True or False"),
+                    "one minibatch per step for every chain (False: one per chain)"),
+    registry.Option("prng_impl", PRNG_IMPLS[0], checks.choice(*PRNG_IMPLS),
+                    "JAX's PRNG implementation for the step loop's keys"),
+)
+"""How the step loop draws its randomness: settings of fb.sample that fb.llc.estimate and suite
+arms pass through, checked by these Options everywhere."""
 
 
 def target_info(target: Target) -> TargetInfo:
@@ -88,10 +95,8 @@ def run_config(
                          count("record_window length", record_window[1], 1))
         if sum(record_window) > total_steps + 1:
             raise ModelError(f"record_window {record_window} ends after the last step {total_steps}")
-    shared_batches = checks.check("shared_batches", False if shared_batches is None else shared_batches,
-                                  checks.kind(bool, want="True or False"), ModelError)
-    prng_impl = checks.check("prng_impl", PRNG_IMPLS[0] if prng_impl is None else prng_impl,
-                             checks.choice(*PRNG_IMPLS), ModelError)
+    shared_batches, prng_impl = (checks.check(o.name, o.default if value is None else value, o.validate, ModelError)
+                                 for o, value in zip(LOOP_SETTINGS, (shared_batches, prng_impl)))
     init_label = init if init is None or isinstance(init, str) else "given"
     return RunConfig(spec.name, spec.resolve(options), num_chains, num_samples, burn_in, thin, seed,
                      target.batch_size, target_info(target), init_label, num_checkpoints, checkpoint_start,
@@ -135,16 +140,17 @@ def sample(
     (a tqdm bar on a terminal, ``fractalbayes`` logger lines otherwise).
 
     ``stats``: the kernel's per-step statistics kept per draw (``run.stats``): None keeps all but
-    the O(d) reductions of ``OPT_IN_STATS`` (gradient norm, SGNHT's kinetic energy), ``"all"`` every one, or a tuple of names; XLA skips the
-    work behind the others. ``diverging`` and ``frozen`` are always there. ``devices``: None runs
+    the O(d) reductions of ``OPT_IN_STATS`` (gradient norm, SGNHT's kinetic energy), ``"all"`` every
+    one, or a tuple of names; XLA skips the work behind the others. ``diverging`` and ``frozen`` are always there. ``devices``: None runs
     every chain on the default device; an int k or a list of devices splits the chains evenly over
     them (:mod:`fractalbayes.engine.devices`), with the same draws as on one device.
 
     ``shared_batches=True`` gives every chain the same minibatch at each step (one gather instead of
     one per chain; the chains' noise stays independent, but their gradient errors are then
     correlated, so between-chain diagnostics such as R-hat see less spread). ``prng_impl`` is JAX's
-    PRNG implementation for the step loop's keys (:data:`PRNG_IMPLS`; ``"rbg"`` is cheaper than the
-    default threefry on some backends); the initial positions and the warm-up keep threefry.
+    PRNG implementation for the step loop's keys (:data:`PRNG_IMPLS`; ``"rbg"`` is the native
+    generator of accelerators, but slower than threefry on CPU, docs/performance.md); the initial
+    positions and the warm-up keep threefry.
     """
     checks.refuse_numpyro_names(options)
     spec = registry.get(sampler)
@@ -214,8 +220,10 @@ def run_kernel(target: Target, spec: SamplerSpec, config: RunConfig, init: Any, 
     calls += [(min(chunk, main_steps - s), thin) for s in range(0, main_steps, chunk)]
     # Every call has the same shapes: look the executable up once.
     say("%s: compiling the %d-chain step loop ...", label, num_chains)
-    advance = advance_fn(kernel, target, kept_stats, mesh, config.shared_batches, single_step=thin == 1 and kernel.single_step_blocks)
-    advance, timings["compile_s"] = compiled(target, advance, carry, hyper, record_dev, np.int32(0), np.int32(1), blocks)
+    advance = advance_fn(kernel, target, kept_stats, mesh, config.shared_batches,
+                         single_step=thin == 1 and kernel.single_step_blocks)
+    advance, timings["compile_s"] = compiled(target, advance, carry, hyper, record_dev, np.int32(0), np.int32(1),
+                                              blocks)
     (say if timings["compile_s"] else progress_lines.logger.debug)("%s: step loop ready in %.1f s", label,
                                                                    timings["compile_s"])
     phases = [f"{label}: burn-in"] * first_draw_call + [f"{label}: sampling"] * (len(calls) - first_draw_call)
@@ -301,8 +309,8 @@ def _start_fns(kernel: Any, target: Target, num_records: int):
         states = jax.tree.map(lambda x: jax.lax.optimization_barrier(x + jnp.zeros((), x.dtype)), states)
         positions = jax.vmap(kernel.position)(states)
         record = jnp.zeros((num_records,) + positions.shape, positions.dtype).at[0].set(positions)
-        return Carry(states, chain_keys, jax.random.fold_in(chain_key, 1), jnp.int32(0), record, jnp.int32(1),
-                     jnp.full(positions.shape[0], -1, jnp.int32))
+        return Carry(states, chain_keys, jax.random.fold_in(chain_key, 1), jnp.int32(0), record,
+                     jnp.int32(1), jnp.full(positions.shape[0], -1, jnp.int32))
 
     return target.memo(("start", kernel, num_records), lambda: (jax.jit(start), jax.jit(carry)))
 

@@ -312,7 +312,7 @@ def _minimise(
 
 def _fit_global(p_sgd: np.ndarray, log_pb: np.ndarray, warm: float | None = None) -> tuple[float, float]:
     """(log c, KL(p_sgd || q)) for q ∝ p_b^{1/c}; starts at c = 1, so never worse than it."""
-    coef = _coefficients(log_pb, log_pb, 1.0, "power")
+    coef = _coefficients(log_pb, np.zeros_like(log_pb), 1.0, "power")
     theta, kl = _minimise(
         p_sgd, coef, np.ones((log_pb.size, 1)), 0.0, [(-_LOG_BOX, _LOG_BOX)], (0.0,),
         None if warm is None else (warm,),

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fractalbayes import checks
-from fractalbayes.engine.sample import PRNG_IMPLS, sample
+from fractalbayes.engine.sample import LOOP_SETTINGS, sample
 from fractalbayes.samplers import registry
 from fractalbayes.samplers.registry import Option
 from fractalbayes.suite import analyses, resolve
@@ -88,9 +88,7 @@ RUN_SETTINGS = (
     Option("init", _SAMPLE["init"].default, checks.choice("prior", "uniform"), "initial positions (none: prior draws)"),
     Option("devices", _SAMPLE["devices"].default, checks.integer(1),
            "split the chains evenly over this many devices, same draws (none: one device)"),
-    Option("shared_batches", False, BOOLEAN, "one minibatch per step for every chain (false: one per chain)"),
-    Option("prng_impl", "threefry2x32", checks.choice(*PRNG_IMPLS),
-           "JAX's PRNG implementation for the step loop's keys"),
+    *LOOP_SETTINGS,
 )
 """An arm's run settings: the keyword arguments of fb.sample a suite file may set (a sampler
 declares in its spec which it takes); the seed is the cell's."""

@@ -289,8 +289,10 @@ def tempering_test(
         """Resampling and splitting units: chains, or draws when there is one chain."""
         return labels_post if chains > 1 else labels_post.reshape(-1, 1)
 
+    post_units = units(main["labels_post"])
+
     boot = uncertainty.bootstrap(
-        main["labels_sgd"], units(main["labels_post"]), basins.k, lam, lam_se, fit_kwargs,
+        main["labels_sgd"], post_units, basins.k, lam, lam_se, fit_kwargs,
         {**fits, "llc_shuffled": fit}, perms, num_bootstrap, np.random.default_rng([seed, 1]),
         lambda resampled, lam_star: posterior_masses(resampled, main["losses"], lam_star, basins.k))
 
@@ -298,10 +300,10 @@ def tempering_test(
     nets, refits = len(endpoints), []
     for split in range(num_splits):
         net_half = rng.permutation(nets) < nets // 2
-        unit_half = rng.permutation(len(units(main["labels_post"]))) < len(units(main["labels_post"])) // 2
+        unit_half = rng.permutation(len(post_units)) < len(post_units) // 2
         if refit == "masses":
             labels_fit, labels_test = main["labels_sgd"][net_half], main["labels_sgd"][~net_half]
-            post = units(main["labels_post"])
+            post = post_units
             lam_fit, losses_fit, d_s_fit = lam, main["losses"], d_s
         else:
             split_basins = find_basins(sgd_features[net_half], k=basins.k, seed=seed + split, feature=feature)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fractalbayes import checks
-from fractalbayes.engine.sample import PRNG_IMPLS
+from fractalbayes.engine.sample import LOOP_SETTINGS
 from fractalbayes.errors import ModelError
 from fractalbayes.model.target import Target
 from fractalbayes.samplers import registry
@@ -91,10 +91,7 @@ OPTIONS = (
     Option("full_loss_every", None, checks.optional(checks.integer(1)),
            "full-data loss every k-th draw instead of the minibatch loss of each draw"),
     Option("sampler_options", None, _sampler_options, "further options of the sampler (temperature, schedule, ...)"),
-    Option("shared_batches", False, checks.kind(bool, want="True or False"),
-           "one minibatch per step for every chain (fb.sample's shared_batches)"),
-    Option("prng_impl", "threefry2x32", checks.choice(*PRNG_IMPLS),
-           "JAX's PRNG implementation for the chains' steps (fb.sample's prng_impl)"),
+    *LOOP_SETTINGS,
 )
 """`fb.llc.estimate`'s numeric settings (its keyword arguments besides centre, seed and progress)."""
 
